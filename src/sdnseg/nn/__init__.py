@@ -1,0 +1,14 @@
+"""Layers of the Semantic Diffusion Network; functional forms live in :mod:`sdnseg.nn.functional`."""
+
+from sdnseg.nn import functional
+from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticDifferenceConv2d
+from sdnseg.nn.sdn import SDN, MultiScaleSDN, SingleScaleSDN
+
+__all__ = [
+    "SDN",
+    "CentralDifferenceConv2d",
+    "MultiScaleSDN",
+    "SemanticDifferenceConv2d",
+    "SingleScaleSDN",
+    "functional",
+]

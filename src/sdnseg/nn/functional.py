@@ -1,0 +1,338 @@
+"""Functional operators of the Semantic Diffusion Network (Tan, Wu, Pi, 2022).
+
+* :func:`semantic_difference_conv2d`: the semantic difference convolution (SDC), Eq. 5.
+* :func:`central_difference_conv2d`: CDC (Yu et al., CVPR 2020), for the operator ablation (Table 3a).
+* :func:`semantic_diffusion`: the classical finite-difference solver of Eq. 3–4 that SDC comes from.
+
+Similarity. Eq. 3 uses the squared norm ``|V_n - V_m|^2``; we use its mean over the ``Cf`` guidance
+channels, ``d2 = |V_n - V_m|^2 / Cf``, so that one ``lam`` means the same thing for guidance of any
+width. ``"perona_malik"`` is the paper's diffusivity ``g = 1 / sqrt(1 + d2 / lam^2)``.
+
+Borders. A neighbour outside the image contributes nothing (its whole term is zero). Zero-padding
+``U`` instead would turn every border pixel into a false boundary of height ``U_m``.
+
+Fast path. ``Y = sum_k W_k · S_k ⊙ (U_{m+k} - U_m)`` has the multiply-adds of a convolution once laid
+out as one matrix product, in either of two exact layouts: (a) stack the similarity-weighted
+differences ``D_k = S_k ⊙ (shift_k U - U)`` as (K·Ci) rows and multiply by ``W``; (b) since a 1×1
+product commutes with a shift, form ``P_k = W_k U`` for all ``k`` in one product and sum
+``S_k ⊙ (shift_k P_k - P_k)``. The narrower of Ci and Co decides (see :mod:`sdnseg.nn._autograd`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sdnseg.nn._autograd import (
+    DifferenceConv,
+    NeighbourSquaredDistance,
+    kernel_offsets,
+    shifted_difference,
+)
+
+Similarity = str | Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
+SIMILARITIES = ("perona_malik", "exp", "ones")
+
+
+def perona_malik(d2: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
+    """Perona–Malik diffusivity ``1 / sqrt(1 + d2 / lam^2)`` (Eq. 2)."""
+    return torch.rsqrt(1.0 + d2 / lam**2)
+
+
+def exp_similarity(d2: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
+    """Gaussian diffusivity ``exp(-d2 / lam^2)`` (Perona and Malik's other choice)."""
+    return torch.exp(-d2 / lam**2)
+
+
+def resolve_similarity(similarity: Similarity) -> Callable | None:
+    """The similarity function for a name or callable; ``None`` for ``"ones"``."""
+    if callable(similarity):
+        return similarity
+    if similarity == "perona_malik":
+        return perona_malik
+    if similarity == "exp":
+        return exp_similarity
+    if similarity == "ones":
+        return None
+    raise ValueError(f"similarity must be one of {SIMILARITIES} or a callable, got {similarity!r}")
+
+
+def _check_lam(lam: torch.Tensor | float) -> None:
+    if isinstance(lam, torch.Tensor):
+        if lam.numel() != 1:
+            raise ValueError(f"lam must be a scalar, got a tensor of shape {tuple(lam.shape)}")
+        if not bool(lam.detach() > 0):
+            raise ValueError(f"lam must be positive, got {lam.item()}")
+    elif not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a positive number, got {lam!r}")
+
+
+def _check_conv_args(
+    u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int
+) -> None:
+    if u.dim() != 4:
+        raise ValueError(f"u must be (N, C, H, W), got shape {tuple(u.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be (Co, Ci, kh, kw), got shape {tuple(weight.shape)}")
+    if weight.shape[1] != u.shape[1]:
+        raise ValueError(
+            f"weight has {weight.shape[1]} input channels but u has {u.shape[1]} "
+            f"(weight {tuple(weight.shape)}, u {tuple(u.shape)})"
+        )
+    kh, kw = weight.shape[2:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernel size must be odd, got weight of shape {tuple(weight.shape)}")
+    if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
+        raise ValueError(f"dilation must be a positive int, got {dilation!r}")
+    tensors = {"u": u, "weight": weight}
+    if bias is not None:
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"bias must be ({weight.shape[0]},) to match weight {tuple(weight.shape)}, "
+                f"got {tuple(bias.shape)}"
+            )
+        tensors["bias"] = bias
+    _check_same_dtype_device(tensors)
+    if not u.is_floating_point():
+        raise ValueError(f"u must be a floating point tensor, got {u.dtype}")
+
+
+def _check_same_dtype_device(tensors: dict[str, torch.Tensor]) -> None:
+    (first_name, first), *rest = tensors.items()
+    for name, t in rest:
+        if t.dtype != first.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but {first_name} has {first.dtype}")
+        if t.device != first.device:
+            raise ValueError(f"{name} is on {t.device} but {first_name} is on {first.device}")
+
+
+def neighbour_similarity(
+    v: torch.Tensor,
+    kernel_size: tuple[int, int],
+    dilation: int = 1,
+    similarity: Similarity = "perona_malik",
+    lam: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """``S(V_{m+k}, V_m)`` for every non-centre offset ``k`` of the kernel: (N, K, H, W).
+
+    Entries whose neighbour is outside the image are meaningless (they multiply a zero difference).
+    """
+    fn = resolve_similarity(similarity)
+    offsets = kernel_offsets(kernel_size, dilation)
+    n, _, h, w = v.shape
+    if fn is None:
+        return v.new_ones(n, len(offsets), h, w)
+    if _exporting():
+        d2 = torch.stack([shifted_difference_export(v, o).square().mean(1) for o in offsets], 1)
+    else:
+        d2 = NeighbourSquaredDistance.apply(v, offsets)
+    s = fn(d2, lam)
+    if s.shape != d2.shape:
+        raise ValueError(
+            f"similarity callable must return the shape of d2 {tuple(d2.shape)}, got {tuple(s.shape)}"
+        )
+    return s
+
+
+def semantic_difference_conv2d(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dilation: int = 1,
+    similarity: Similarity = "perona_malik",
+    lam: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """Semantic difference convolution, Eq. 5 of the paper.
+
+    ``Y_m = sum_k W_k · S(V_{m+k·d}, V_m) · (U_{m+k·d} - U_m) (+ bias)`` over the kh×kw offsets ``k``
+    around the centre, with dilation ``d``; stride 1, output the size of the input.
+
+    Args:
+        u: feature to diffuse, (N, Ci, H, W).
+        v: semantic guidance, (N, Cf, H, W), same N, H, W as ``u`` (any Cf).
+        weight: (Co, Ci, kh, kw), kh and kw odd. The centre tap multiplies ``U_m - U_m = 0``
+            and so receives no gradient.
+        bias: (Co,) or None.
+        dilation: spacing of the kernel taps.
+        similarity: ``"perona_malik"`` (``1/sqrt(1 + d2/lam^2)``, the paper's g), ``"exp"``
+            (``exp(-d2/lam^2)``), ``"ones"`` (a pure pixel-difference convolution, ``v`` unused)
+            or a callable ``f(d2, lam)`` returning a tensor of d2's shape; ``d2`` is the mean over
+            the Cf guidance channels of ``(V_n - V_m)^2``.
+        lam: positive float or scalar tensor (gradients flow into a tensor).
+
+    Returns:
+        (N, Co, H, W).
+    """
+    _check_conv_args(u, weight, bias, dilation)
+    if v.dim() != 4:
+        raise ValueError(f"v must be (N, Cf, H, W), got shape {tuple(v.shape)}")
+    if v.shape[0] != u.shape[0] or v.shape[2:] != u.shape[2:]:
+        raise ValueError(
+            f"v must have the batch size and spatial size of u: u {tuple(u.shape)}, "
+            f"v {tuple(v.shape)} (resize v first, or use the SemanticDifferenceConv2d module)"
+        )
+    _check_same_dtype_device({"u": u, "v": v})
+    if isinstance(lam, torch.Tensor):
+        _check_same_dtype_device({"u": u, "lam": lam})
+    _check_lam(lam)
+    kernel_size = (weight.shape[2], weight.shape[3])
+    s = neighbour_similarity(v, kernel_size, dilation, similarity, lam)
+    return _difference_conv(u, s, weight, bias, dilation)
+
+
+def _difference_conv(
+    u: torch.Tensor,
+    s: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int,
+) -> torch.Tensor:
+    offsets = kernel_offsets((weight.shape[2], weight.shape[3]), dilation)
+    if _exporting():
+        y = _difference_conv_export(u, s, weight, offsets)
+    else:
+        y = DifferenceConv.apply(u, s, weight, offsets)
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    return y
+
+
+def _exporting() -> bool:
+    """Custom autograd functions do not export; ONNX export takes the plain path."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
+def shifted_difference_export(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    """``x[m + offset] - x[m]`` (zero outside), written with pad and slice only."""
+    dy, dx = offset
+    h, w = x.shape[-2], x.shape[-1]
+    r_y, r_x = abs(dy), abs(dx)
+    padded = F.pad(x, (r_x, r_x, r_y, r_y))
+    shifted = padded[..., r_y + dy : r_y + dy + h, r_x + dx : r_x + dx + w]
+    valid = F.pad(torch.ones_like(x[:, :1]), (r_x, r_x, r_y, r_y))
+    valid = valid[..., r_y + dy : r_y + dy + h, r_x + dx : r_x + dx + w]
+    return (shifted - x) * valid
+
+
+def _difference_conv_export(
+    u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets: list[tuple[int, int]]
+) -> torch.Tensor:
+    kh, kw = weight.shape[2], weight.shape[3]
+    taps = [(i, j) for i in range(kh) for j in range(kw) if (i, j) != (kh // 2, kw // 2)]
+    d = torch.cat(
+        [s[:, k : k + 1] * shifted_difference_export(u, o) for k, o in enumerate(offsets)], 1
+    )
+    w = torch.cat([weight[:, :, i, j] for i, j in taps], 1)
+    return F.conv2d(d, w[:, :, None, None])
+
+
+def central_difference_conv2d(
+    u: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dilation: int = 1,
+    theta: float = 0.7,
+) -> torch.Tensor:
+    """Central difference convolution (CDC, Yu et al., CVPR 2020), the paper's Sec. 3.2 operator.
+
+    ``Y_m = sum_k W_k · (U_{m+k·d} - theta · U_m)``, where a neighbour outside the image contributes
+    nothing (its whole term, ``-theta · U_m`` included, is zero), so that ``theta = 1`` equals
+    :func:`semantic_difference_conv2d` with ``similarity="ones"`` everywhere, border included.
+
+    Since ``conv2d`` with zero padding is ``SDC_ones + sum_{k valid} W_k U_m``, CDC is
+    ``(1 - theta) · conv2d + theta · SDC_ones``, which reuses both fast paths.
+    """
+    _check_conv_args(u, weight, None, dilation)
+    if not isinstance(theta, (int, float)):
+        raise ValueError(f"theta must be a number, got {theta!r}")
+    kh, kw = weight.shape[2], weight.shape[3]
+    n, _, h, w = u.shape
+    ones = u.new_ones(n, kh * kw - 1, h, w)
+    y = _difference_conv(u, ones, weight, None, dilation)
+    if theta != 1:
+        padding = ((kh // 2) * dilation, (kw // 2) * dilation)
+        conv = F.conv2d(u, weight, None, padding=padding, dilation=dilation)
+        y = theta * y + (1.0 - theta) * conv
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    return y
+
+
+NEIGHBOURHOODS = {
+    4: [(-1, 0), (0, -1), (0, 1), (1, 0)],
+    8: [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)],
+}
+
+
+def semantic_diffusion(
+    u: torch.Tensor,
+    v: torch.Tensor | None = None,
+    steps: int = 10,
+    alpha: float | Sequence[float] = 1.0,
+    beta: float | Sequence[float] = 0.2,
+    lam: float | torch.Tensor = 1.0,
+    connectivity: int = 4,
+) -> torch.Tensor:
+    """Classical semantic diffusion solved by finite differences, Eq. 3–4.
+
+    ``Ũ_m = sum_{n in N(m)} g(d2(V_n, V_m)) · (U_n - U_m)`` then ``U <- alpha_t · U + beta_t · Ũ``,
+    ``steps`` times, with ``g`` the Perona–Malik diffusivity and ``d2`` the channel mean of
+    ``(V_n - V_m)^2``. Neighbours outside the image contribute nothing (a Neumann boundary, so with
+    ``alpha = 1`` the mean of ``U`` is preserved). ``v=None`` guides ``U`` by itself at every step,
+    which is the classic Perona–Malik filter.
+
+    Args:
+        u: (N, C, H, W) or (C, H, W).
+        v: guidance of the same spatial size, or None.
+        steps: number of explicit steps T.
+        alpha, beta: numbers or sequences of length ``steps`` (``alpha^t``, ``beta^t``).
+        lam: edge threshold of g.
+        connectivity: 4 or 8 neighbours.
+    """
+    if connectivity not in NEIGHBOURHOODS:
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    squeeze = u.dim() == 3
+    if squeeze:
+        u = u.unsqueeze(0)
+        v = None if v is None else v.unsqueeze(0)
+    if u.dim() != 4:
+        raise ValueError(f"u must be (N, C, H, W) or (C, H, W), got shape {tuple(u.shape)}")
+    if v is not None and (v.dim() != 4 or v.shape[0] != u.shape[0] or v.shape[2:] != u.shape[2:]):
+        raise ValueError(
+            f"v must match u in batch and spatial size: u {tuple(u.shape)}, v {tuple(v.shape)}"
+        )
+    _check_lam(lam)
+    alphas = _per_step("alpha", alpha, steps)
+    betas = _per_step("beta", beta, steps)
+    offsets = NEIGHBOURHOODS[connectivity]
+    if any(a == 1 and b * len(offsets) > 1 for a, b in zip(alphas, betas, strict=True)):
+        warnings.warn(
+            f"beta * |N| > 1 with alpha = 1 (beta={max(betas)}, |N|={len(offsets)}): the explicit "
+            "scheme may be unstable; use beta <= 1/|N|",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    for a, b in zip(alphas, betas, strict=True):
+        guide = u if v is None else v
+        update = torch.zeros_like(u)
+        for offset in offsets:
+            g = perona_malik(shifted_difference(guide, offset).square().mean(1, keepdim=True), lam)
+            update = update + g * shifted_difference(u, offset)
+        u = a * u + b * update
+    return u.squeeze(0) if squeeze else u
+
+
+def _per_step(name: str, value: float | Sequence[float], steps: int) -> list[float]:
+    if isinstance(value, (int, float)):
+        return [float(value)] * steps
+    values = [float(x) for x in value]
+    if len(values) != steps:
+        raise ValueError(f"{name} has {len(values)} values but steps is {steps}")
+    return values
