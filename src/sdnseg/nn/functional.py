@@ -21,6 +21,7 @@ product commutes with a shift, form ``P_k = W_k U`` for all ``k`` in one product
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,31 @@ from sdnseg.nn._autograd import (
 
 Similarity = str | Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
 SIMILARITIES = ("perona_malik", "exp", "ones")
+BACKENDS = ("auto", "torch", "triton")
+_backend = os.environ.get("SDNSEG_SDC_BACKEND", "auto")
+
+
+def set_sdc_backend(backend: str) -> None:
+    """Choose the SDC implementation: ``"auto"`` (Triton for CUDA tensors when available, else
+    PyTorch), ``"torch"`` (always the PyTorch path) or ``"triton"`` (always Triton; an error where it
+    cannot run). The environment variable ``SDNSEG_SDC_BACKEND`` sets the initial value."""
+    global _backend
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _backend = backend
+
+
+def _triton_module(x: torch.Tensor):
+    """The Triton implementation when the backend switch and the tensor's device select it."""
+    if _backend == "torch" or (_backend == "auto" and not x.is_cuda):
+        return None
+    from sdnseg.nn import _triton
+
+    if _triton.is_available():
+        return _triton
+    if _backend == "triton":
+        raise RuntimeError("SDC backend 'triton' was forced but Triton cannot run here")
+    return None
 
 
 def perona_malik(d2: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
@@ -68,7 +94,7 @@ def _check_lam(lam: torch.Tensor | float) -> None:
         if not bool(lam.detach() > 0):
             raise ValueError(f"lam must be positive, got {lam.item()}")
     elif not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a positive number, got {lam!r}")
+        raise ValueError(f"lam must be positive, got {lam!r}")
 
 
 def _check_conv_args(
@@ -128,6 +154,8 @@ def neighbour_similarity(
         return v.new_ones(n, len(offsets), h, w)
     if _exporting():
         d2 = torch.stack([shifted_difference_export(v, o).square().mean(1) for o in offsets], 1)
+    elif (triton := _triton_module(v)) is not None:
+        d2 = triton.neighbour_squared_distance(v, offsets)
     else:
         d2 = NeighbourSquaredDistance.apply(v, offsets)
     s = fn(d2, lam)
@@ -195,6 +223,8 @@ def _difference_conv(
     offsets = kernel_offsets((weight.shape[2], weight.shape[3]), dilation)
     if _exporting():
         y = _difference_conv_export(u, s, weight, offsets)
+    elif (triton := _triton_module(u)) is not None:
+        y = triton.difference_conv(u, s, weight, offsets)
     else:
         y = DifferenceConv.apply(u, s, weight, offsets)
     if bias is not None:
