@@ -18,7 +18,11 @@ neighbour falls outside, so no padding value of ``U`` or ``V`` ever enters the r
 
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
+import torch.nn.functional as F
 
 Offset = tuple[int, int]
 
@@ -116,7 +120,7 @@ def _use_output_side_product(in_channels: int, out_channels: int) -> bool:
     return out_channels <= in_channels
 
 
-def _split_weight(weight: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
+def _split_weight(weight: torch.Tensor) -> torch.Tensor:
     """(Co, Ci, kh, kw) -> (K, Co, Ci) over the non-centre offsets."""
     co, ci, kh, kw = weight.shape
     keep = [i for i in range(kh * kw) if i != centre_index((kh, kw))]
@@ -126,7 +130,7 @@ def _split_weight(weight: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
 def _merge_weight_grad(grad_k: torch.Tensor, kernel_size: tuple[int, int]) -> torch.Tensor:
     """(K, Co, Ci) -> (Co, Ci, kh, kw) with a zero gradient at the centre tap."""
     kh, kw = kernel_size
-    k, co, ci = grad_k.shape
+    _, co, ci = grad_k.shape
     centre = centre_index(kernel_size)
     full = grad_k.new_zeros(kh * kw, co, ci)
     keep = [i for i in range(kh * kw) if i != centre]
@@ -134,32 +138,136 @@ def _merge_weight_grad(grad_k: torch.Tensor, kernel_size: tuple[int, int]) -> to
     return full.reshape(kh, kw, co, ci).permute(2, 3, 0, 1).contiguous()
 
 
+# --- element-wise kernels ------------------------------------------------------------------
+# Written over zero-padded inputs with static slices only, so that torch.compile can fuse each
+# into one pass over memory; in eager mode they are the same arithmetic, just slower.
+
+
+def _radius(offsets: list[Offset]) -> tuple[int, int]:
+    return max(abs(dy) for dy, _ in offsets), max(abs(dx) for _, dx in offsets)
+
+
+def _pad(x: torch.Tensor, ry: int, rx: int) -> torch.Tensor:
+    return F.pad(x, (rx, rx, ry, ry))
+
+
+def _window(xpad: torch.Tensor, base: tuple[int, int], offset: Offset, size: tuple[int, int]):
+    """``x[m + offset]`` for ``x`` zero-padded by ``base``, over an output of ``size``."""
+    (by, bx), (dy, dx), (h, w) = base, offset, size
+    return xpad[..., by + dy : by + dy + h, bx + dx : bx + dx + w]
+
+
+def inside_mask(offsets: list[Offset], h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, K, H, W): 1 where the neighbour ``m + offset_k`` lies in the image."""
+    ry, rx = _radius(offsets)
+    ones = _pad(like.new_ones(1, 1, h, w), ry, rx)
+    return torch.cat([_window(ones, (ry, rx), o, (h, w)) for o in offsets], 1)
+
+
+def _sum_weighted_differences(p, s, offsets: list[Offset]):
+    """``sum_k s_k ⊙ (p_k[m + off_k] - p_k[m])`` for p (N, K, C, Hp, Wp) padded, s (N, K, H, W)."""
+    r, size = _radius(offsets), s.shape[-2:]
+    y = None
+    for k, off in enumerate(offsets):
+        p_k = p[:, k]
+        term = s[:, k : k + 1] * (_window(p_k, r, off, size) - _window(p_k, r, (0, 0), size))
+        y = term if y is None else y + term
+    return y
+
+
+def _weighted_differences(upad, s, offsets: list[Offset]):
+    """(N, K, Ci, H, W) stack of ``s_k ⊙ (u[m + off_k] - u[m])`` for u padded by the radius."""
+    r, size = _radius(offsets), s.shape[-2:]
+    centre = _window(upad, r, (0, 0), size)
+    return torch.stack(
+        [s[:, k : k + 1] * (_window(upad, r, off, size) - centre) for k, off in enumerate(offsets)],
+        1,
+    )
+
+
+def _grads_through_differences(g, upad, s, offsets: list[Offset]):
+    """Backward of ``D = s ⊙ ΔU`` given ``g = dL/dD`` (N, K, Ci, H, W): (dL/ds, dL/du)."""
+    r, size = _radius(offsets), s.shape[-2:]
+    centre = _window(upad, r, (0, 0), size)
+    grad_s, grad_u = [], None
+    for k, (dy, dx) in enumerate(offsets):
+        g_k = g[:, k]
+        grad_s.append((g_k * (_window(upad, r, (dy, dx), size) - centre)).sum(1))
+        t_k = s[:, k : k + 1] * g_k
+        # u[q] received t_k at m = q - offset (+) and at m = q (-).
+        term = _window(_pad(t_k, *r), r, (-dy, -dx), size) - t_k
+        grad_u = term if grad_u is None else grad_u + term
+    return torch.stack(grad_s, 1), grad_u
+
+
+def _grads_through_products(gy, p, s, offsets: list[Offset]):
+    """Backward of ``Y = sum_k s_k ⊙ Δ_k P_k`` given ``gy = dL/dY``: (dL/ds, dL/dP on the padded grid)."""
+    (ry, rx), size = _radius(offsets), s.shape[-2:]
+    hp, wp = p.shape[-2:]
+    grad_s, grad_p = [], []
+    for k, (dy, dx) in enumerate(offsets):
+        p_k = p[:, k]
+        diff = _window(p_k, (ry, rx), (dy, dx), size) - _window(p_k, (ry, rx), (0, 0), size)
+        grad_s.append((gy * diff).sum(1))
+        t_k = s[:, k : k + 1] * gy
+        # P[q] on the padded grid received t_k at m = q - r - offset (+) and at m = q - r (-).
+        far = _window(_pad(t_k, 2 * ry, 2 * rx), (ry, rx), (-dy, -dx), (hp, wp))
+        grad_p.append(far - _pad(t_k, ry, rx))
+    return torch.stack(grad_s, 1), torch.stack(grad_p, 1)
+
+
+_COMPILE = os.environ.get("SDNSEG_COMPILE", "auto")
+_MIN_COMPILE_NUMEL = 1 << 20
+_compiled: dict = {}
+log = logging.getLogger(__name__)
+
+
+def _kernel(fn, numel: int):
+    """``fn`` compiled with torch.compile where it pays (large tensors), else ``fn`` itself.
+
+    ``SDNSEG_COMPILE=0`` never compiles, ``=1`` always does, ``auto`` from 2^20 elements on (the first
+    call compiles once for all shapes, some seconds). A failed compilation falls back to eager.
+    """
+    if _COMPILE == "0" or (_COMPILE == "auto" and numel < _MIN_COMPILE_NUMEL):
+        return fn
+    compiled = _compiled.get(fn)
+    if compiled is None:
+        compiled = torch.compile(fn, dynamic=True)
+
+        def guarded(*args, _compiled_fn=compiled):
+            try:
+                return _compiled_fn(*args)
+            except Exception as error:  # noqa: BLE001 - any compiler failure means: run eager
+                log.warning("torch.compile of %s failed (%s); using eager", fn.__name__, error)
+                _compiled[fn] = fn
+                return fn(*args)
+
+        _compiled[fn] = compiled = guarded
+    return compiled
+
+
 class DifferenceConv(torch.autograd.Function):
-    """``Y = sum_k W_k · S_k ⊙ (U_{m+k} - U_m)``; stores ``U``, ``S`` and ``W``, recomputes the rest."""
+    """``Y = sum_k W_k · S_k ⊙ (U_{m+k} - U_m)``; stores ``U``, ``S`` and ``W``, recomputes the rest.
+
+    Forward uses layout (b) when Co <= Ci, else (a). Backward uses (a) unless Co <= Ci / 2: it
+    needs two products (``W^T dY`` and ``dY D^T``) where (b) needs three (recomputing ``P``).
+    """
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets: list[Offset]):
         ctx.save_for_backward(u, s, weight)
         ctx.offsets = offsets
-        w_k = _split_weight(weight, offsets)
         n, ci, h, w = u.shape
         co = weight.shape[0]
+        w_k = _split_weight(weight)
+        s_in = s * inside_mask(offsets, h, w, s)
+        upad = _pad(u, *_radius(offsets))
         if _use_output_side_product(ci, co):
-            # (b): P_k = W_k U for all k in one product, then sum_k S_k ⊙ (shift_k P_k - P_k).
-            p = torch.matmul(w_k.reshape(-1, ci), u.reshape(n, ci, h * w)).view(n, -1, co, h, w)
-            y = u.new_zeros(n, co, h, w)
-            for k, offset in enumerate(offsets):
-                regions = _regions(offset, h, w)
-                if regions is None:
-                    continue
-                (ys, xs), (ys_n, xs_n) = regions
-                s_k = s[:, k : k + 1, ys, xs]
-                y_r = y[:, :, ys, xs]
-                y_r.addcmul_(p[:, k, :, ys_n, xs_n], s_k)
-                y_r.addcmul_(p[:, k, :, ys, xs], s_k, value=-1.0)
-            return y
-        # (a): D = [S_k ⊙ (shift_k U - U)]_k as (K·Ci) rows, then one product with W.
-        d = _weighted_differences(u, s, offsets)
+            hp, wp = upad.shape[-2:]
+            p = torch.matmul(w_k.reshape(-1, ci), upad.reshape(n, ci, hp * wp))
+            p = p.view(n, -1, co, hp, wp)
+            return _kernel(_sum_weighted_differences, p.numel())(p, s_in, offsets)
+        d = _kernel(_weighted_differences, n * len(offsets) * ci * h * w)(upad, s_in, offsets)
         w_a = w_k.permute(1, 0, 2).reshape(co, -1)
         return torch.matmul(w_a, d.view(n, -1, h * w)).view(n, co, h, w)
 
@@ -167,66 +275,36 @@ class DifferenceConv(torch.autograd.Function):
     def backward(ctx, grad_y: torch.Tensor):
         u, s, weight = ctx.saved_tensors
         offsets = ctx.offsets
-        w_k = _split_weight(weight, offsets)
         n, ci, h, w = u.shape
-        co = weight.shape[0]
-        kk = len(offsets)
+        co, kk = weight.shape[0], len(offsets)
+        ry, rx = _radius(offsets)
+        w_k = _split_weight(weight)
+        inside = inside_mask(offsets, h, w, s)
+        s_in = s * inside
+        upad = _pad(u, ry, rx)
+        hp, wp = upad.shape[-2:]
         grad_y = grad_y.contiguous()
-        grad_s = torch.zeros_like(s)
-        u_flat = u.reshape(n, ci, h * w)
-        if _use_output_side_product(ci, co):
-            p = torch.matmul(w_k.reshape(-1, ci), u_flat).view(n, kk, co, h, w)
-            grad_p = torch.zeros_like(p)
-            for k, offset in enumerate(offsets):
-                regions = _regions(offset, h, w)
-                if regions is None:
-                    continue
-                (ys, xs), (ys_n, xs_n) = regions
-                g_r = grad_y[:, :, ys, xs]
-                diff = p[:, k, :, ys_n, xs_n] - p[:, k, :, ys, xs]
-                grad_s[:, k, ys, xs] = torch.linalg.vecdot(g_r, diff, dim=1)
-                g_r = g_r * s[:, k : k + 1, ys, xs]
-                grad_p[:, k, :, ys_n, xs_n] += g_r
-                grad_p[:, k, :, ys, xs] -= g_r
+        if 2 * co <= ci:
+            p = torch.matmul(w_k.reshape(-1, ci), upad.reshape(n, ci, hp * wp))
+            p = p.view(n, kk, co, hp, wp)
+            kernel = _kernel(_grads_through_products, p.numel())
+            grad_s, grad_p = kernel(grad_y, p, s_in, offsets)
             del p
-            grad_p = grad_p.view(n, kk * co, h * w)
-            grad_w_k = torch.matmul(grad_p, u_flat.transpose(1, 2)).sum(0).view(kk, co, ci)
-            grad_u = torch.matmul(w_k.reshape(-1, ci).t(), grad_p).view(n, ci, h, w)
+            grad_p = grad_p.reshape(n, kk * co, hp * wp)
+            upad_t = upad.reshape(n, ci, hp * wp).transpose(1, 2)
+            grad_w_k = torch.matmul(grad_p, upad_t).sum(0).view(kk, co, ci)
+            grad_upad = torch.matmul(w_k.reshape(-1, ci).t(), grad_p).view(n, ci, hp, wp)
+            grad_u = grad_upad[..., ry : ry + h, rx : rx + w]
         else:
             w_a = w_k.permute(1, 0, 2).reshape(co, -1)
-            d = _weighted_differences(u, s, offsets).view(n, kk * ci, h * w)
             g_flat = grad_y.view(n, co, h * w)
-            grad_w_k = (
-                torch.matmul(g_flat, d.transpose(1, 2)).sum(0).view(co, kk, ci).permute(1, 0, 2)
-            )
-            del d
-            grad_d = torch.matmul(w_a.t(), g_flat).view(n, kk, ci, h, w)
-            grad_u = torch.zeros_like(u)
-            for k, offset in enumerate(offsets):
-                regions = _regions(offset, h, w)
-                if regions is None:
-                    continue
-                (ys, xs), (ys_n, xs_n) = regions
-                g_r = grad_d[:, k, :, ys, xs]
-                diff = u[:, :, ys_n, xs_n] - u[:, :, ys, xs]
-                grad_s[:, k, ys, xs] = torch.linalg.vecdot(g_r, diff, dim=1)
-                g_r = g_r * s[:, k : k + 1, ys, xs]
-                grad_u[:, :, ys_n, xs_n] += g_r
-                grad_u[:, :, ys, xs] -= g_r
+            g = torch.matmul(w_a.t(), g_flat).view(n, kk, ci, h, w)
+            kernel = _kernel(_grads_through_differences, g.numel())
+            grad_s, grad_u = kernel(g, upad, s_in, offsets)
+            del g
+            d = _kernel(_weighted_differences, n * kk * ci * h * w)(upad, s_in, offsets)
+            d = d.view(n, kk * ci, h * w)
+            grad_w_a = torch.matmul(g_flat, d.transpose(1, 2)).sum(0)
+            grad_w_k = grad_w_a.view(co, kk, ci).permute(1, 0, 2)
         grad_weight = _merge_weight_grad(grad_w_k, (weight.shape[2], weight.shape[3]))
-        return grad_u, grad_s, grad_weight, None
-
-
-def _weighted_differences(u: torch.Tensor, s: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
-    """(N, K, Ci, H, W) stack of ``S_k ⊙ (shift_k U - U)``, zero where the neighbour is outside."""
-    n, ci, h, w = u.shape
-    d = u.new_zeros(n, len(offsets), ci, h, w)
-    for k, offset in enumerate(offsets):
-        regions = _regions(offset, h, w)
-        if regions is None:
-            continue
-        (ys, xs), (ys_n, xs_n) = regions
-        d_r = d[:, k, :, ys, xs]
-        torch.sub(u[:, :, ys_n, xs_n], u[:, :, ys, xs], out=d_r)
-        d_r.mul_(s[:, k : k + 1, ys, xs])
-    return d
+        return grad_u, grad_s * inside, grad_weight, None

@@ -1,0 +1,410 @@
+"""SDC (Eq. 5) on CUDA: the Triton path against F.conv2d and sdnseg's PyTorch fast path.
+
+Each SDC is the full operator with Cf = Ci, 3x3, dilation 1, Perona-Malik similarity (lam = 1):
+``d2 = NeighbourSquaredDistance(v)``, ``s = 1/sqrt(1 + d2)``, ``y = DifferenceConv(u, s, W)``, with
+the Triton functions of :mod:`sdnseg.nn._triton` or the autograd functions of
+:mod:`sdnseg.nn._autograd`; ``F.conv2d(u, W, padding=1)`` of the same shape is the anchor.
+Gradients flow into u, v and the weight. Reported per shape and precision: forward time (no
+grad), forward+backward time (CUDA events, warm-up, median), the peak memory allocated over a
+forward with grad on (above the inputs), and the bytes autograd saves for backward that are not
+the inputs themselves.
+
+Precisions: ``fp32`` (TF32 off for matmul and cuDNN: strict fp32 for all three), ``tf32`` (fp32
+tensors, TF32 on for matmul and cuDNN), ``bf16``.
+
+    python benchmarks/sdc_speed_cuda.py --check     # Triton vs float64 reference on CUDA: PASS/FAIL
+    python benchmarks/sdc_speed_cuda.py             # -> benchmarks/results/sdc_speed_cuda.{json,md}
+    python benchmarks/sdc_speed_cuda.py --check --device cpu  # dry run, Triton interpreter
+
+so one GPU session runs ``python benchmarks/sdc_speed_cuda.py --check && python
+benchmarks/sdc_speed_cuda.py``. The first call of each kernel configuration compiles and autotunes
+(seconds); warm-up absorbs it. ``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_atomic  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAME = "sdc_speed_cuda"
+
+# (N, Ci, Co, H, W); 3x3, dilation 1, Cf = Ci.
+SHAPES = [
+    (2, 2048, 512, 64, 128),
+    (2, 512, 512, 64, 128),
+    (2, 256, 256, 128, 256),
+    (2, 1024, 1024, 32, 64),
+]
+PRECISIONS = ("fp32", "tf32", "bf16")
+METHODS = ("triton", "pytorch", "conv2d")
+
+# --check: (N, Ci, Co, H, W, (kh, kw), dilation). Tiny odd sizes for the borders and masks,
+# larger ones for several tiles per dimension and tensor-core sized dots.
+CHECK_CASES = [
+    (2, 3, 5, 5, 7, (3, 3), 1),
+    (2, 3, 5, 5, 7, (3, 3), 2),
+    (2, 3, 5, 5, 7, (5, 3), 1),
+    (2, 20, 4, 5, 7, (3, 3), 1),
+    (2, 64, 48, 17, 33, (3, 3), 1),
+    (1, 96, 130, 9, 70, (5, 5), 2),
+    (3, 130, 70, 31, 12, (3, 3), 3),
+    (2, 256, 256, 16, 16, (3, 3), 1),
+    (1, 32, 32, 2, 3, (3, 3), 3),  # every neighbour outside the image
+]
+CPU_CHECK_CASES = CHECK_CASES[:2]  # the interpreter is slow
+# Max |got - ref| / max |ref| allowed per dtype (fp32 with TF32 off).
+CHECK_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
+
+
+# ----------------------------------------------------------------------------------------------
+# float64 reference (pad + slice + inside mask, a loop over offsets; independent of sdnseg)
+
+
+def offsets_of(kernel_size: tuple[int, int], dilation: int) -> list[tuple[int, int]]:
+    kh, kw = kernel_size
+    return [
+        ((i - kh // 2) * dilation, (j - kw // 2) * dilation)
+        for i in range(kh)
+        for j in range(kw)
+        if (i, j) != (kh // 2, kw // 2)
+    ]
+
+
+def shifted_and_inside(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x[..., m + (dy, dx)]`` (zero outside) and the (H, W) inside mask of the neighbour."""
+    h, w = x.shape[-2:]
+    r = max(abs(dy), abs(dx))
+    xp = F.pad(x, (r, r, r, r))
+    ones = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), (r, r, r, r))
+    window = (..., slice(r + dy, r + dy + h), slice(r + dx, r + dx + w))
+    return xp[window], ones[window][0, 0]
+
+
+def reference_d2(v: torch.Tensor, offsets) -> torch.Tensor:
+    out = []
+    for dy, dx in offsets:
+        shifted, inside = shifted_and_inside(v, dy, dx)
+        out.append((shifted - v).square().mean(1) * inside)
+    return torch.stack(out, 1)
+
+
+def reference_dc(u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets) -> torch.Tensor:
+    kh, kw = weight.shape[2:]
+    taps = [(i, j) for i in range(kh) for j in range(kw) if (i, j) != (kh // 2, kw // 2)]
+    y = 0
+    for k, ((dy, dx), (i, j)) in enumerate(zip(offsets, taps, strict=True)):
+        shifted, inside = shifted_and_inside(u, dy, dx)
+        d = (shifted - u) * inside * s[:, k : k + 1]
+        y = y + torch.einsum("oi,nihw->nohw", weight[:, :, i, j], d)
+    return y
+
+
+def normalised_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    scale = ref.abs().max().item()
+    err = (got.double() - ref).abs().max().item()
+    return err / scale if scale > 0 else err
+
+
+def check_case(case, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """Errors of the Triton d2, y and all gradients against the float64 reference."""
+    from sdnseg.nn import _triton
+
+    n, ci, co, h, w, kernel_size, dilation = case
+    offsets = offsets_of(kernel_size, dilation)
+    g = torch.Generator(device="cpu").manual_seed(hash(case) % 2**31)
+
+    def randn(*shape):
+        # Rounded to `dtype` first, so the reference sees exactly the kernel's inputs.
+        return torch.randn(*shape, generator=g).to(dtype).to(device=device, dtype=torch.float64)
+
+    u, v = randn(n, ci, h, w), randn(n, ci + 1, h, w)
+    s = torch.rand(n, len(offsets), h, w, generator=g).to(dtype).to(device, torch.float64)
+    weight = randn(co, ci, *kernel_size) / math.sqrt(ci * len(offsets))
+    weight = weight.to(dtype).double()
+    grad_y, grad_d2 = randn(n, co, h, w), randn(n, len(offsets), h, w)
+
+    leaves64 = [t.clone().requires_grad_() for t in (u, s, weight, v)]
+    u64, s64, w64, v64 = leaves64
+    y64 = reference_dc(u64, s64, w64, offsets)
+    d264 = reference_d2(v64, offsets)
+    refs = torch.autograd.grad((y64, d264), leaves64, (grad_y, grad_d2))
+
+    leaves = [t.to(dtype).requires_grad_() for t in (u, s, weight, v)]
+    ut, st, wt, vt = leaves
+    y = _triton.difference_conv(ut, st, wt, offsets)
+    d2 = _triton.neighbour_squared_distance(vt, offsets)
+    grads = torch.autograd.grad((y, d2), leaves, (grad_y.to(dtype), grad_d2.to(dtype)))
+    errors = {"y": normalised_error(y, y64), "d2": normalised_error(d2, d264)}
+    for name, got, ref in zip(("grad_u", "grad_s", "grad_w", "grad_v"), grads, refs, strict=True):
+        errors[name] = normalised_error(got, ref)
+    return errors
+
+
+def run_check(device: torch.device) -> bool:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    cases = CHECK_CASES if device.type == "cuda" else CPU_CHECK_CASES
+    dtypes = list(CHECK_TOLERANCE) if device.type == "cuda" else [torch.float32, torch.bfloat16]
+    ok = True
+    for dtype in dtypes:
+        for case in cases:
+            errors = check_case(case, dtype, device)
+            worst = max(errors.values())
+            passed = math.isfinite(worst) and worst <= CHECK_TOLERANCE[dtype]
+            ok &= passed
+            detail = " ".join(f"{k}={e:.1e}" for k, e in errors.items())
+            print(f"{'PASS' if passed else 'FAIL'} {str(dtype):15} {case}: {detail}", flush=True)
+    print("PASS" if ok else "FAIL", flush=True)
+    return ok
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark
+
+
+def sdc_functions() -> dict[str, Callable]:
+    from sdnseg.nn import _autograd, _triton
+    from sdnseg.nn._autograd import kernel_offsets
+
+    offsets = kernel_offsets((3, 3), 1)
+
+    def triton_sdc(u, v, weight):
+        s = torch.rsqrt(1.0 + _triton.neighbour_squared_distance(v, offsets))
+        return _triton.difference_conv(u, s, weight, offsets)
+
+    def pytorch_sdc(u, v, weight):
+        s = torch.rsqrt(1.0 + _autograd.NeighbourSquaredDistance.apply(v, offsets))
+        return _autograd.DifferenceConv.apply(u, s, weight, offsets)
+
+    def conv2d(u, v, weight):
+        return F.conv2d(u, weight, padding=1)
+
+    return {"triton": triton_sdc, "pytorch": pytorch_sdc, "conv2d": conv2d}
+
+
+def cuda_median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def memory_profile(fn: Callable, inputs: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """Peak bytes over a forward with grad on, and saved-for-backward bytes beyond the inputs."""
+    input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in input_storages:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*inputs)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    output_bytes = out.untyped_storage().nbytes()
+    del out
+    mib = 1 << 20
+    return {
+        "fwd_peak_mib": peak / mib,
+        "saved_mib": sum(saved.values()) / mib,
+        "output_mib": output_bytes / mib,
+    }
+
+
+def measure(shape, precision: str, methods: dict[str, Callable], iters: int, warmup: int):
+    n, ci, co, h, w = shape
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    g = torch.Generator(device="cuda").manual_seed(0)
+
+    def randn(*size, scale=1.0):
+        x = torch.randn(*size, generator=g, device="cuda") * scale
+        return x.to(dtype).requires_grad_()
+
+    u, v = randn(n, ci, h, w), randn(n, ci, h, w)
+    weight = randn(co, ci, 3, 3, scale=1.0 / math.sqrt(9 * ci))
+    grad_y = torch.randn(n, co, h, w, generator=g, device="cuda").to(dtype)
+    rows = []
+    for name, fn in methods.items():
+        row = {"N": n, "Ci": ci, "Co": co, "H": h, "W": w, "precision": precision, "method": name}
+
+        def forward(fn=fn):
+            with torch.no_grad():
+                fn(u, v, weight)
+
+        def forward_backward(fn=fn):
+            u.grad = v.grad = weight.grad = None
+            fn(u, v, weight).backward(grad_y)
+
+        try:
+            row["fwd_ms"] = cuda_median_ms(forward, iters, warmup)
+            row["fwd_bwd_ms"] = cuda_median_ms(forward_backward, iters, warmup)
+            u.grad = v.grad = weight.grad = None
+            row.update(memory_profile(fn, (u, v, weight)))
+        except torch.cuda.OutOfMemoryError as error:
+            row["error"] = f"OOM: {str(error).splitlines()[0]}"
+        except Exception as error:  # noqa: BLE001 - record the failure, keep measuring the rest
+            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        u.grad = v.grad = weight.grad = None
+        torch.cuda.empty_cache()
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def environment() -> dict:
+    import triton
+
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0),
+        "sm_count": props.multi_processor_count,
+        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "autotune": os.environ.get("SDNSEG_TRITON_AUTOTUNE", "1") != "0",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def markdown(rows: list[dict], env: dict, iters: int) -> str:
+    lines = [
+        "# SDC (Eq. 5) on CUDA: Triton path vs PyTorch fast path vs F.conv2d",
+        "",
+        f"{env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, triton {env['triton']}, "
+        f"CUDA {env['cuda']}, autotune {'on' if env['autotune'] else 'off'}, {env['date']}.",
+        f"3x3, dilation 1, Cf = Ci, Perona-Malik; median of {iters} runs (CUDA events). "
+        "fwd: no grad. fwd+bwd: grads into u, v, W. peak: max allocated over a forward with grad, "
+        "above the inputs. saved: bytes autograd keeps for backward beyond the inputs. "
+        "`x pt`: time relative to the PyTorch fast path; `x conv`: relative to F.conv2d.",
+        "",
+    ]
+    by_key = {
+        (r["N"], r["Ci"], r["Co"], r["H"], r["W"], r["precision"], r["method"]): r for r in rows
+    }
+    for precision in dict.fromkeys(r["precision"] for r in rows):
+        lines += [
+            f"## {precision}",
+            "",
+            "| N, Ci->Co, HxW | method | fwd ms | fwd+bwd ms | x pt fwd | x pt fwd+bwd "
+            "| x conv fwd+bwd | peak MiB | saved MiB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            if r["precision"] != precision:
+                continue
+            key = (r["N"], r["Ci"], r["Co"], r["H"], r["W"], precision)
+            pt, conv = by_key.get((*key, "pytorch"), {}), by_key.get((*key, "conv2d"), {})
+
+            def ratio(a: dict, b: dict, field: str) -> str:
+                if a.get(field) is None or b.get(field) is None:
+                    return "—"
+                return f"{a[field] / b[field]:.2f}"
+
+            shape = f"{r['N']}, {r['Ci']}->{r['Co']}, {r['H']}x{r['W']}"
+            if "error" in r:
+                lines.append(f"| {shape} | {r['method']} | {r['error']} ||||||")
+                continue
+            lines.append(
+                f"| {shape} | {r['method']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} "
+                f"| {ratio(r, pt, 'fwd_ms')} | {ratio(r, pt, 'fwd_bwd_ms')} "
+                f"| {ratio(r, conv, 'fwd_bwd_ms')} "
+                f"| {_fmt(r['fwd_peak_mib'], '.0f')} | {_fmt(r['saved_mib'], '.0f')} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
+    methods = sdc_functions()
+    methods = {k: methods[k] for k in args.methods}
+    shapes = SHAPES[: args.max_shapes] if args.max_shapes else SHAPES
+    rows: list[dict] = []
+    env = environment()
+    for precision in args.precisions:
+        for shape in shapes:
+            rows += measure(shape, precision, methods, args.iters, args.warmup)
+            # Written after every shape, so a session cut short still leaves its numbers.
+            payload = {"environment": env, "iters": args.iters, "rows": rows}
+            write_atomic(RESULTS / f"{NAME}.json", json.dumps(payload, indent=2) + "\n")
+            write_atomic(RESULTS / f"{NAME}.md", markdown(rows, env, args.iters))
+    print(markdown(rows, env, args.iters))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="correctness only, prints PASS/FAIL")
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        choices=("cuda", "cpu"),
+        help="cpu: run --check under the Triton interpreter (a dry run of this script)",
+    )
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
+    args = parser.parse_args(argv)
+
+    if args.device == "cpu":
+        if not args.check:
+            parser.error("--device cpu only dry-runs --check (timings need CUDA)")
+        # Read when the kernel module is first imported (by check_case), which is after this.
+        os.environ["TRITON_INTERPRET"] = "1"
+        return 0 if run_check(torch.device("cpu")) else 1
+    if not torch.cuda.is_available():
+        print(
+            "sdc_speed_cuda: no CUDA device (torch.cuda.is_available() is False); nothing run. "
+            "Use `--check --device cpu` for a dry run under the Triton interpreter.",
+            file=sys.stderr,
+        )
+        return 2
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print(
+            "sdc_speed_cuda: unset TRITON_INTERPRET to time the compiled kernels", file=sys.stderr
+        )
+        return 2
+    if args.check:
+        return 0 if run_check(torch.device("cuda")) else 1
+    run_benchmark(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

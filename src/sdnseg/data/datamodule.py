@@ -1,0 +1,376 @@
+"""SegmentationDataModule: datasets, transforms, a resumable sampler and batching for Lightning.
+
+Resuming mid-epoch. The training sampler is a :class:`ResumableRandomSampler`: a fresh
+permutation per epoch from ``seed + epoch``. Because DataLoader workers (and Lightning's fetcher)
+draw indices ahead of the training step, what the sampler has *yielded* is not what the model has
+*consumed*. So :meth:`SegmentationDataModule.state_dict` records the epoch and the number of
+batches the trainer's fit loop has processed in it (``batch_progress.current.processed``, the
+counter Lightning itself resumes from); on :meth:`~SegmentationDataModule.load_state_dict` the
+sampler skips ``batches * batch_size`` indices at the start of that epoch's permutation, so the
+resumed run sees exactly the remaining samples. Lightning calls both methods when it writes and
+restores a checkpoint. Without a trainer (plain loops), call :meth:`mark_consumed` per batch.
+Exact for one process with ``drop_last=True``; under DDP Lightning wraps the sampler and only the
+epoch order is reproduced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from sdnseg.data.datasets import (
+    ADE20K,
+    DATASETS,
+    IGNORE_INDEX,
+    CamVid,
+    Cityscapes,
+    SegmentationFolder,
+    build_dataset,
+    default_palette,
+)
+from sdnseg.data.synthetic import SyntheticShapes
+from sdnseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
+
+__all__ = ["ResumableRandomSampler", "SegmentationDataModule", "collate_segmentation"]
+
+Batch = dict[str, Any]
+
+
+class ResumableRandomSampler(Sampler[int]):
+    """Random order per epoch, deterministic in ``(seed, epoch)``, resumable mid-epoch.
+
+    ``set_epoch`` picks the permutation (Lightning calls it every epoch). The sampler counts the
+    indices it has yielded in the current pass; ``state_dict`` returns ``{"epoch", "consumed",
+    "seed", "num_samples"}`` and ``load_state_dict`` makes the next pass over that epoch start
+    after ``consumed`` indices (a pass over any other epoch starts at 0). ``len`` is always the
+    full ``num_samples`` so that loop lengths stay fixed across a resume.
+
+    Args:
+        num_samples: dataset length.
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+        shuffle: False yields ``0..n-1`` in order (still resumable).
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
+        self.epoch = 0
+        self.yielded = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, indices to skip)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> list[int]:
+        """The full index order of ``epoch``."""
+        if not self.shuffle:
+            return list(range(self.num_samples))
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.num_samples, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.epoch
+        start = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            start = self._resume[1]
+        self._resume = None
+        self.yielded = start
+        for index in self.order(epoch)[start:]:
+            self.yielded += 1
+            yield index
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def state_dict(self) -> dict[str, int]:
+        return {
+            "epoch": self.epoch,
+            "consumed": self.yielded,
+            "seed": self.seed,
+            "num_samples": self.num_samples,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("num_samples", self.num_samples) != self.num_samples:
+            raise ValueError(
+                f"sampler state is for {state['num_samples']} samples, "
+                f"this dataset has {self.num_samples}"
+            )
+        consumed = int(state["consumed"])
+        if not 0 <= consumed <= self.num_samples:
+            raise ValueError(f"consumed must be in 0..{self.num_samples}, got {consumed}")
+        self.seed = int(state.get("seed", self.seed))
+        self.epoch = int(state["epoch"])
+        self._resume = (self.epoch, consumed)
+
+
+def collate_segmentation(items: Sequence[dict[str, Any]]) -> Batch:
+    """Stack items into ``{"image": (B, 3, H, W) float32, "mask": (B, H, W) int64, "path": list}``.
+
+    Plain tensors come out (no tv_tensor subclasses). Raises ``ValueError`` naming the shapes if
+    items differ in size (evaluation items keep their own sizes: use batch size 1 there).
+    """
+    out: Batch = {"path": [item["path"] for item in items]}
+    for key, dtype in (("image", torch.float32), ("mask", torch.int64)):
+        tensors = [item[key].as_subclass(torch.Tensor) for item in items]
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"cannot batch {key}s of different shapes {sorted(shapes)} "
+                f"(e.g. {out['path'][0]}); use batch size 1 for full-size evaluation"
+            )
+        out[key] = torch.stack(tensors).to(dtype)
+    return out
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Datasets + mmseg transforms + loaders for one of :data:`sdnseg.data.DATASETS`.
+
+    Training items go through :func:`~sdnseg.data.transforms.train_transforms` (fixed
+    ``crop_size``), validation/test items through
+    :func:`~sdnseg.data.transforms.eval_transforms`: resized images, masks at the original size.
+    Batches follow :func:`collate_segmentation`.
+
+    Args:
+        name: ``synthetic``, ``camvid``, ``cityscapes``, ``ade20k`` or ``folder``.
+        root: dataset root (unused for synthetic).
+        batch_size: training batch size.
+        num_workers: DataLoader workers.
+        crop_size: training crop (h, w); default the synthetic image size, else (512, 512).
+        base_size: base (H, W) of the training ratio resize and of the evaluation resize; None
+            uses each image's own size.
+        train_split, val_split: split names; ``test_split`` None reuses ``val_split``.
+        val_batch_size: evaluation batch size; default 1, or ``batch_size`` for synthetic data
+            (every image the same size).
+        mean, std: normalisation on 0..255.
+        ratio_range, cat_max_ratio: see :func:`~sdnseg.data.transforms.train_transforms`.
+        classes: class names for ``folder`` (else read from the root).
+        synthetic_size, synthetic_num_classes, synthetic_num_train, synthetic_num_val: options of
+            :class:`~sdnseg.data.synthetic.SyntheticShapes`.
+        seed: sampler seed (and synthetic seed).
+        pin_memory: pin loader memory.
+    """
+
+    def __init__(
+        self,
+        name: str = "synthetic",
+        root: str | Path | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        crop_size: tuple[int, int] | None = None,
+        base_size: tuple[int, int] | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        val_batch_size: int | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        ratio_range: tuple[float, float] = (0.5, 2.0),
+        cat_max_ratio: float = 0.75,
+        classes: Sequence[str] | None = None,
+        synthetic_size: int = 128,
+        synthetic_num_classes: int = 6,
+        synthetic_num_train: int = 256,
+        synthetic_num_val: int = 64,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+        if name != "synthetic" and root is None:
+            raise ValueError(f"dataset {name!r} needs root=")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.name, self.root = name, root
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        if crop_size is None:
+            crop_size = (synthetic_size, synthetic_size) if name == "synthetic" else (512, 512)
+        self.crop_size = tuple(crop_size)
+        self.base_size = tuple(base_size) if base_size is not None else None
+        self.train_split, self.val_split = train_split, val_split
+        self.test_split = test_split if test_split is not None else val_split
+        if val_batch_size is None:
+            val_batch_size = batch_size if name == "synthetic" else 1
+        self.val_batch_size = val_batch_size
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.ratio_range, self.cat_max_ratio = tuple(ratio_range), cat_max_ratio
+        self.classes_arg = tuple(classes) if classes is not None else None
+        self.synthetic = {
+            "size": synthetic_size,
+            "num_classes": synthetic_num_classes,
+            "seed": seed,
+        }
+        self.synthetic_num = {"train": synthetic_num_train, "val": synthetic_num_val}
+        self.seed = seed
+        self.datasets: dict[str, Dataset] = {}
+        self._sampler: ResumableRandomSampler | None = None
+        self._pending_state: dict[str, int] | None = None
+        self._consumed_batches: tuple[int, int] | None = None  # (epoch, batches), mark_consumed
+
+    # --- class metadata (available before setup) -------------------------------------------
+
+    def _metadata(self) -> tuple[tuple[str, ...], list[tuple[int, int, int]]]:
+        for dataset in self.datasets.values():
+            return dataset.classes, dataset.palette  # type: ignore[attr-defined]
+        if self.name == "synthetic":
+            probe = SyntheticShapes(1, 16, self.synthetic["num_classes"])
+            return probe.classes, probe.palette
+        if self.name == "folder":
+            if self.classes_arg is not None:
+                return self.classes_arg, default_palette(len(self.classes_arg))
+            return SegmentationFolder.read_classes(self.root)  # type: ignore[arg-type]
+        table = {"camvid": CamVid, "cityscapes": Cityscapes, "ade20k": ADE20K}[self.name]
+        return table.CLASSES, list(table.PALETTE)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self._metadata()[0])
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return list(self._metadata()[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def ignore_index(self) -> int:
+        return IGNORE_INDEX
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def _build(self, split: str, train: bool) -> Dataset:
+        transforms = (
+            train_transforms(
+                self.base_size,
+                self.crop_size,
+                self.mean,
+                self.std,
+                ratio_range=self.ratio_range,
+                cat_max_ratio=self.cat_max_ratio,
+            )
+            if train
+            else eval_transforms(self.base_size, self.mean, self.std)
+        )
+        if self.name == "synthetic":
+            num = self.synthetic_num["train" if train else "val"]
+            return build_dataset(
+                "synthetic", None, split, num_images=num, transforms=transforms, **self.synthetic
+            )
+        kwargs: dict[str, Any] = {"transforms": transforms}
+        if self.name == "folder" and self.classes_arg is not None:
+            kwargs["classes"] = self.classes_arg
+        return build_dataset(self.name, self.root, split, **kwargs)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and "train" not in self.datasets:
+            self.datasets["train"] = self._build(self.train_split, train=True)
+        if stage in (None, "fit", "validate") and "val" not in self.datasets:
+            self.datasets["val"] = self._build(self.val_split, train=False)
+        if stage in (None, "test") and "test" not in self.datasets:
+            self.datasets["test"] = self._build(self.test_split, train=False)
+
+    def _dataset(self, key: str) -> Dataset:
+        if key not in self.datasets:
+            stage = {"train": "fit", "val": "validate", "test": "test"}[key]
+            self.setup(stage)
+        return self.datasets[key]
+
+    # --- loaders ----------------------------------------------------------------------------
+
+    @property
+    def sampler(self) -> ResumableRandomSampler:
+        """The training sampler (built with the training dataset)."""
+        if self._sampler is None:
+            self._sampler = ResumableRandomSampler(len(self._dataset("train")), seed=self.seed)
+            if self._pending_state is not None:
+                self._sampler.load_state_dict(self._pending_state)
+                self._pending_state = None
+        return self._sampler
+
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate_segmentation,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train")
+        if len(dataset) < self.batch_size:  # type: ignore[arg-type]
+            raise ValueError(
+                f"training split {self.train_split!r} has {len(dataset)} items, "  # type: ignore[arg-type]
+                f"fewer than batch_size={self.batch_size}"
+            )
+        return self._loader(dataset, self.batch_size, sampler=self.sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("val"), self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"), self.val_batch_size, shuffle=False)
+
+    # --- resume -----------------------------------------------------------------------------
+
+    def mark_consumed(self, batches: int = 1) -> None:
+        """Count ``batches`` more training batches consumed (only needed without a trainer)."""
+        epoch = self.sampler.epoch
+        done = self._consumed_batches[1] if self._consumed_batches is not None else 0
+        if self._consumed_batches is not None and self._consumed_batches[0] != epoch:
+            done = 0
+        self._consumed_batches = (epoch, done + batches)
+
+    def _progress(self) -> tuple[int, int, float] | None:
+        """(epoch, batches consumed in it, batches per epoch) from the trainer or mark_consumed."""
+        per_epoch = self.sampler.num_samples // self.batch_size
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            try:
+                loop = trainer.fit_loop
+                epoch = int(loop.epoch_progress.current.processed)
+                batches = int(loop.epoch_loop.batch_progress.current.processed)
+                return epoch, batches, min(per_epoch, trainer.num_training_batches)
+            except (AttributeError, TypeError):
+                pass
+        if self._consumed_batches is None:
+            return None
+        return (*self._consumed_batches, per_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"sampler": {"epoch", "consumed", "seed", "num_samples"}}`` (see module docstring)."""
+        if self._sampler is None and self._pending_state is not None:
+            return {"sampler": dict(self._pending_state)}
+        if "train" not in self.datasets and self._sampler is None:
+            return {}
+        state = self.sampler.state_dict()
+        progress = self._progress()
+        if progress is not None:
+            epoch, batches, per_epoch = progress
+            if batches >= per_epoch:  # the epoch is done: resume at the start of the next one
+                epoch, batches = epoch + 1, 0
+            state.update(epoch=epoch, consumed=batches * self.batch_size)
+        return {"sampler": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the sampler so that the resumed epoch skips what was already consumed."""
+        state = state_dict.get("sampler")
+        if state is None:
+            return
+        if self._sampler is None:
+            self._pending_state = dict(state)
+        else:
+            self._sampler.load_state_dict(state)
+        self._consumed_batches = (int(state["epoch"]), int(state["consumed"]) // self.batch_size)

@@ -1,0 +1,97 @@
+"""Callbacks of the CLI: writing predictions to disk.
+
+:class:`PredictionWriter` saves, per image, the label map (``<stem>_labels.png``, class ids as
+8-bit grey), its palette colours (``<stem>_color.png``), a blend with the image
+(``<stem>_overlay.png``) and, when asked and a mask exists, the error map of the paper's Figure 1
+(``<stem>_errors.png``): wrongly labelled pixels in the colour of their true class, correct and
+unlabelled pixels black.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
+
+from sdnseg.engine.predictor import colorize
+
+__all__ = ["PredictionWriter", "error_map", "overlay"]
+
+
+def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``alpha`` × colours + (1 − alpha) × image, uint8 (H, W, 3)."""
+    blend = alpha * colors.astype(np.float32) + (1.0 - alpha) * image.astype(np.float32)
+    return blend.round().clip(0, 255).astype(np.uint8)
+
+
+def error_map(
+    labels: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]]
+) -> np.ndarray:
+    """Wrong pixels in their true class's colour, right and unlabelled ones black: (H, W, 3).
+
+    Mask values outside ``[0, len(palette))`` (e.g. 255) are unlabelled.
+    """
+    labelled = (mask >= 0) & (mask < len(palette))
+    wrong = labelled & (labels != mask)
+    return colorize(np.where(wrong, mask, 0), palette) * wrong[..., None].astype(np.uint8)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Write each predicted label map as PNGs (see the module docstring).
+
+    Args:
+        output_dir: target folder; None uses ``<trainer.log_dir>/predictions``.
+        show_errors: also write the error map when the batch carries a mask.
+        alpha: colour weight of the overlay.
+    """
+
+    def __init__(
+        self, output_dir: str | Path | None = None, show_errors: bool = False, alpha: float = 0.5
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.show_errors = show_errors
+        self.alpha = alpha
+        self.written: list[Path] = []
+
+    def folder(self, trainer: L.Trainer) -> Path:
+        if self.output_dir is None:
+            self.output_dir = Path(trainer.log_dir or ".") / "predictions"
+        return self.output_dir
+
+    def write_on_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Sequence[int] | None,
+        batch: dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        folder = self.folder(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        palette = pl_module.metadata()["palette"]
+        for index, path in enumerate(prediction["path"]):
+            labels = prediction["labels"][index].numpy()
+            colors = colorize(labels, palette)
+            image = batch["rgb"][index].permute(1, 2, 0).cpu().numpy()
+            stem = folder / Path(path).stem
+            outputs = {
+                "labels": labels.clip(0, 255).astype(np.uint8),
+                "color": colors,
+                "overlay": overlay(image, colors, self.alpha),
+            }
+            mask = batch.get("mask", [None] * len(prediction["path"]))[index]
+            if self.show_errors and mask is not None:
+                outputs["errors"] = error_map(labels, torch.as_tensor(mask).numpy(), palette)
+            for kind, array in outputs.items():
+                target = Path(f"{stem}_{kind}.png")
+                Image.fromarray(array).save(target)
+                self.written.append(target)

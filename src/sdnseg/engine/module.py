@@ -1,0 +1,428 @@
+"""SegmentationModule: the training, evaluation and checkpoint logic around a segmentor.
+
+The segmentor (``net``) is a plain :class:`~sdnseg.models.Segmentor`, built here from a zoo name
+or given from Python; it knows nothing of losses, optimisers or data. This module adds:
+
+- the loss (:func:`~sdnseg.models.segmentation_loss`, auxiliary head weighted) and a divergence
+  guard: a non-finite loss stops the run with :class:`FloatingPointError` naming the step, before
+  the optimiser touches the weights, so the last checkpoint stays the last good one;
+- the reference optimiser and schedule (mmseg ``schedule_80k/160k``): SGD momentum 0.9 with a
+  per-iteration poly decay to ``min_lr``; lr/weight decay 0.01/5e-4 for FCN and Semantic FPN,
+  0.001/0 for Segmenter unless given; AdamW and linear warm-up as options;
+- evaluation on full-resolution masks: the prediction for the resized image is brought back to
+  the mask's size (:func:`~sdnseg.engine.predictor.probabilities`), in ``whole`` or ``slide``
+  mode; ``test`` adds multi-scale + flip and/or DenseCRF and reports every variant beside the
+  single-scale one (``test/mIoU``, ``test/mIoU_ms``, ``test/mIoU_crf``...);
+- mIoU/mAcc/aAcc and boundary F at 1 px and 3 px under both absent-boundary conventions
+  (``BF@1px`` counts a class absent from both maps as F=1, ``BF@1px_skip`` leaves it out);
+- self-describing checkpoints (model configuration, classes, palette, normalisation, test size;
+  see :mod:`sdnseg.engine.checkpoint`) and an exact resume: the random generators' states are
+  saved and restored just before the first resumed batch is drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdnseg.data.datasets import IGNORE_INDEX, default_palette
+from sdnseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from sdnseg.engine import checkpoint as ckpt
+from sdnseg.engine.postprocess import POSTPROCESSORS, postprocess
+from sdnseg.engine.predictor import probabilities
+from sdnseg.engine.schedules import poly_scheduler
+from sdnseg.metrics import BoundaryFScore, SegmentationMetrics
+from sdnseg.models import ModelConfig, build_model, get_config, list_models, segmentation_loss
+
+__all__ = ["SegmentationModule"]
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+EVAL_MODES = ("whole", "slide")
+# (lr, weight decay) of the reference configs, by decoder; AdamW follows the common mmseg recipe.
+_SGD_DEFAULTS = {"segmenter": (0.001, 0.0)}
+_SGD_DEFAULT = (0.01, 5e-4)
+_ADAMW_DEFAULT = (6e-5, 0.01)
+_SCALARS = ("mIoU", "mAcc", "aAcc")
+
+
+class SegmentationModule(L.LightningModule):
+    """Train and evaluate a segmentor.
+
+    Args:
+        arch: zoo model name (see :func:`sdnseg.models.list_models`), e.g. ``"fcn_r18d8_sdn"``.
+        num_classes: output classes; None takes them from the datamodule at setup.
+        model_overrides: :func:`~sdnseg.models.create_model` overrides, e.g.
+            ``{"backbone": "resnet10t", "backbone_kwargs": {}}`` or ``{"operator": "conv"}``.
+        pretrained: backbone weights: False, True (timm hub) or a local path.
+        net: instead of ``arch``, any ``nn.Module`` following the Segmentor contract (eval forward
+            -> logits at input size; train forward -> ``{"out", "aux"?}``; ``inference``).
+        optimizer: ``"sgd"`` (momentum) or ``"adamw"``.
+        lr, weight_decay: None picks the reference values for the architecture (see module doc).
+        momentum: SGD momentum.
+        betas: AdamW betas.
+        min_lr: the poly schedule's floor (mmseg ``eta_min``); None: 1e-4 for SGD, 0 for AdamW.
+        poly_power: the poly exponent.
+        warmup_steps, warmup_ratio: linear warm-up length and start factor (0: none).
+        schedule_steps: iterations of the poly decay; None uses the trainer's
+            ``estimated_stepping_batches`` (``max_steps``, e.g. 80k / 160k).
+        aux_weight: weight of the auxiliary head's loss.
+        avg_non_ignore: average the loss over labelled pixels only (mmseg averages over all).
+        ignore_index: unlabelled pixels in the masks.
+        eval_mode: ``"whole"`` or ``"slide"`` inference for validation, test and predict.
+        eval_crop, eval_stride: sliding window (h, w) for ``"slide"``.
+        test_scales, test_flip: multi-scale + flip for ``test``/``predict``, e.g. the paper's
+            ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]`` and True; reported as ``test/*_ms``.
+        boundary_tolerances: boundary F tolerances in pixels.
+        postprocess: ``"none"`` or ``"crf"`` (DenseCRF on the test/predict probabilities).
+    """
+
+    def __init__(
+        self,
+        arch: str | None = None,
+        num_classes: int | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        pretrained: bool | str = False,
+        net: nn.Module | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        momentum: float = 0.9,
+        betas: tuple[float, float] = (0.9, 0.999),
+        min_lr: float | None = None,
+        poly_power: float = 0.9,
+        warmup_steps: int = 0,
+        warmup_ratio: float = 1e-6,
+        schedule_steps: int | None = None,
+        aux_weight: float = 0.4,
+        avg_non_ignore: bool = False,
+        ignore_index: int = IGNORE_INDEX,
+        eval_mode: Literal["whole", "slide"] | None = None,
+        eval_crop: tuple[int, int] | None = None,
+        eval_stride: tuple[int, int] | None = None,
+        test_scales: list[float] | None = None,
+        test_flip: bool = False,
+        boundary_tolerances: tuple[float, ...] = (1, 3),
+        postprocess: Literal["none", "crf"] = "none",
+    ) -> None:
+        super().__init__()
+        if (arch is None) == (net is None):
+            raise ValueError(
+                "give either a model name (--model.arch, one of "
+                f"{list_models()}) or, from Python, net=<nn.Module>"
+            )
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if eval_mode is not None and eval_mode not in EVAL_MODES:
+            raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}")
+        if eval_mode == "slide" and (eval_crop is None or eval_stride is None):
+            raise ValueError("eval_mode='slide' needs eval_crop and eval_stride")
+        if postprocess not in POSTPROCESSORS:
+            raise ValueError(f"postprocess must be one of {POSTPROCESSORS}, got {postprocess!r}")
+        self.save_hyperparameters(ignore=["net"])
+        self.arch = arch
+        self.model_overrides = dict(model_overrides or {})
+        self.model_config: ModelConfig | None = None
+        if arch is not None:
+            # Resolve the name now so that a typo fails before any data is read.
+            self.model_config = get_config(arch, **self.model_overrides)
+        self.net: nn.Module | None = None
+        self.num_classes: int | None = None
+        if net is not None:
+            self.model_config = getattr(net, "config", None)
+            self._attach(net)
+        elif num_classes is not None:
+            self._attach(build_model(self.model_config, num_classes, pretrained))
+
+        decoder = self.model_config.decoder if self.model_config is not None else None
+        default_lr, default_wd = (
+            _ADAMW_DEFAULT if optimizer == "adamw" else _SGD_DEFAULTS.get(decoder, _SGD_DEFAULT)
+        )
+        self.lr = lr if lr is not None else default_lr
+        self.weight_decay = weight_decay if weight_decay is not None else default_wd
+        self.min_lr = min_lr if min_lr is not None else (1e-4 if optimizer == "sgd" else 0.0)
+        if not 0 <= self.min_lr < self.lr:
+            raise ValueError(f"min_lr must be in [0, lr={self.lr}), got {self.min_lr}")
+        self.eval_mode = eval_mode or "whole"
+        self.eval_crop, self.eval_stride = eval_crop, eval_stride
+        self.test_scales = tuple(test_scales) if test_scales else (1.0,)
+        self.test_flip = test_flip
+        self.postprocess = postprocess
+        self.ignore_index = ignore_index
+        # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
+        # module used without data.
+        self.data_info: dict[str, Any] = {
+            "classes": None,
+            "palette": None,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "base_size": None,
+            "ignore_index": ignore_index,
+        }
+        self._rng_to_restore: dict | None = None
+
+    # --- the segmentor ----------------------------------------------------------------------
+
+    def _attach(self, net: nn.Module) -> None:
+        num_classes = getattr(net, "num_classes", None)
+        if not isinstance(num_classes, int):
+            raise ValueError(f"net {type(net).__name__} has no integer attribute num_classes")
+        if self.hparams.num_classes is not None and self.hparams.num_classes != num_classes:
+            raise ValueError(
+                f"num_classes={self.hparams.num_classes} but the given net has {num_classes}"
+            )
+        self.net = net
+        self.num_classes = num_classes
+        self.hparams.num_classes = num_classes  # so that the checkpoint's hparams rebuild it
+        self.val_metrics = self._metric_group()
+
+    def _metric_group(self) -> nn.ModuleDict:
+        tolerances = tuple(self.hparams.boundary_tolerances)
+        args = {"num_classes": self.num_classes, "ignore_index": self.ignore_index}
+        return nn.ModuleDict(
+            {
+                "seg": SegmentationMetrics(**args),
+                "bf": BoundaryFScore(**args, tolerances=tolerances, absent="one"),
+                "bf_skip": BoundaryFScore(**args, tolerances=tolerances, absent="skip"),
+            }
+        )
+
+    def forward(self, images: torch.Tensor) -> Any:
+        return self.net(images)
+
+    def setup(self, stage: str) -> None:
+        """Take class count, names, palette and normalisation from the datamodule; build the net
+        if ``num_classes`` was left to the data."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        data_classes = getattr(datamodule, "num_classes", None)
+        if self.net is None:
+            if data_classes is None:
+                raise ValueError("num_classes is not set and there is no datamodule to take it from")
+            self._attach(build_model(self.model_config, data_classes, self.hparams.pretrained))
+        elif data_classes is not None and data_classes != self.num_classes:
+            raise ValueError(
+                f"the model predicts {self.num_classes} classes but the data "
+                f"{getattr(datamodule, 'name', '')!r} has {data_classes} "
+                f"({', '.join(map(str, datamodule.classes[:5]))}...); set --model.num_classes "
+                f"{data_classes} or leave it out to take it from the data"
+            )
+        if datamodule is not None:
+            self.data_info.update(
+                classes=list(datamodule.classes),
+                palette=[list(colour) for colour in datamodule.palette],
+                mean=list(getattr(datamodule, "mean", IMAGENET_MEAN)),
+                std=list(getattr(datamodule, "std", IMAGENET_STD)),
+                base_size=_list_or_none(getattr(datamodule, "base_size", None)),
+                ignore_index=getattr(datamodule, "ignore_index", self.ignore_index),
+            )
+
+    # --- training ---------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        images, masks = batch["image"], batch["mask"]
+        outputs = self.net(images)
+        loss = segmentation_loss(
+            outputs,
+            masks,
+            self.ignore_index,
+            self.hparams.aux_weight,
+            self.hparams.avg_non_ignore,
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss is {loss.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}); stopped before the update, so the "
+                "last checkpoint written is the last good one. Lower the learning rate, add "
+                "--trainer.gradient_clip_val or use fp32, then resume with --ckpt_path."
+            )
+        size = images.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if self._trainer is not None and self.trainer.optimizers:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log("train/lr", lr, batch_size=size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if self.hparams.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=self.lr, momentum=self.hparams.momentum, weight_decay=self.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(
+                params, lr=self.lr, betas=tuple(self.hparams.betas), weight_decay=self.weight_decay
+            )
+        total = self.hparams.schedule_steps or self.trainer.estimated_stepping_batches
+        if total == float("inf") or total < 1:
+            raise ValueError(
+                "the poly schedule needs a length: set --trainer.max_steps (or max_epochs) or "
+                "--model.schedule_steps"
+            )
+        scheduler = poly_scheduler(
+            optimizer,
+            int(total),
+            self.min_lr,
+            self.hparams.poly_power,
+            self.hparams.warmup_steps,
+            self.hparams.warmup_ratio,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def _probs(
+        self, images: torch.Tensor, size: Sequence[int], scales=(1.0,), flip=False
+    ) -> torch.Tensor:
+        return probabilities(
+            self.net,
+            images,
+            size,
+            self.eval_mode,
+            self.eval_crop,
+            self.eval_stride,
+            scales,
+            flip,
+        ).float()
+
+    def _variants(self) -> dict[str, tuple[tuple[float, ...], bool]]:
+        """Test-time variants: suffix -> (scales, flip)."""
+        variants = {"": ((1.0,), False)}
+        if self.test_scales != (1.0,) or self.test_flip:
+            variants["_ms"] = (self.test_scales, self.test_flip)
+        return variants
+
+    def _rgb(self, images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """uint8 RGB images at ``size`` from normalised ones (for the CRF's appearance kernel)."""
+        mean = images.new_tensor(self.data_info["mean"]).view(1, 3, 1, 1)
+        std = images.new_tensor(self.data_info["std"]).view(1, 3, 1, 1)
+        rgb = images.float() * std + mean
+        if tuple(rgb.shape[-2:]) != tuple(size):
+            rgb = F.interpolate(rgb, size=tuple(size), mode="bilinear", align_corners=False)
+        return rgb.round().clamp(0, 255).to(torch.uint8)
+
+    @staticmethod
+    def _update(metrics: nn.ModuleDict, preds: torch.Tensor, masks: torch.Tensor) -> None:
+        for metric in metrics.values():
+            metric.update(preds, masks)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images, masks = batch["image"], batch["mask"]
+        probs = self._probs(images, masks.shape[-2:])
+        # Cross-entropy of the full-resolution prediction, over labelled pixels (0 if none).
+        log_probs = probs.clamp_min(1e-12).log()
+        loss = F.nll_loss(log_probs, masks, ignore_index=self.ignore_index, reduction="sum")
+        loss = loss / (masks != self.ignore_index).sum().clamp_min(1)
+        self.log("val/loss", loss, batch_size=images.shape[0], sync_dist=True)
+        self._update(self.val_metrics, probs.argmax(dim=1), masks)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", {"": self.val_metrics})
+
+    def on_test_start(self) -> None:
+        # Built here because the test options may be set after construction (CLI --postprocess).
+        suffixes = list(self._variants())
+        if self.postprocess != "none":
+            suffixes += [s + f"_{self.postprocess}" for s in suffixes]
+        self.test_metrics = nn.ModuleDict({s or "ss": self._metric_group() for s in suffixes})
+        self.test_metrics.to(self.device)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images, masks = batch["image"], batch["mask"]
+        size = masks.shape[-2:]
+        for suffix, (scales, flip) in self._variants().items():
+            probs = self._probs(images, size, scales, flip)
+            self._update(self.test_metrics[suffix or "ss"], probs.argmax(dim=1), masks)
+            if self.postprocess != "none":
+                refined = postprocess(self.postprocess, self._rgb(images, size), probs)
+                key = suffix + f"_{self.postprocess}"
+                self._update(self.test_metrics[key], refined.argmax(dim=1), masks)
+
+    def on_test_epoch_end(self) -> None:
+        groups = {("" if key == "ss" else key): group for key, group in self.test_metrics.items()}
+        self._log_metrics("test", groups, per_class=True)
+
+    def _log_metrics(
+        self, stage: str, groups: dict[str, nn.ModuleDict], per_class: bool = False
+    ) -> None:
+        names = self.val_metrics["bf"].names
+        classes = self.data_info["classes"] or [str(i) for i in range(self.num_classes)]
+        for suffix, group in groups.items():
+            seg = group["seg"].compute()
+            bf, bf_skip = group["bf"].compute(), group["bf_skip"].compute()
+            values = {name: seg[name] for name in _SCALARS}
+            for name in names:
+                values[f"BF@{name}"] = bf[f"BF@{name}"]
+                values[f"BF@{name}_skip"] = bf_skip[f"BF@{name}"]
+            if per_class:
+                values.update({f"IoU/{c}": iou for c, iou in zip(classes, seg["IoU"], strict=True)})
+            # torchmetrics has synchronised the states already, so every process holds the same
+            # values; sync_dist only keeps Lightning's distributed logging consistent.
+            self.log_dict({f"{stage}/{k}{suffix}": v for k, v in values.items()}, sync_dist=True)
+            for metric in group.values():
+                metric.reset()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Label maps at each image's own size (batch size 1: images differ in size)."""
+        images = batch["image"]
+        size = [int(s) for s in batch["size"][0]]
+        probs = self._probs(images, size, self.test_scales, self.test_flip)
+        if self.postprocess != "none":
+            probs = postprocess(self.postprocess, batch["rgb"], probs)
+        return {"labels": probs.argmax(dim=1).cpu(), "path": batch["path"]}
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``checkpoint["sdnseg"]`` holds (see :data:`sdnseg.engine.checkpoint.METADATA_KEYS`)."""
+        info = dict(self.data_info)
+        if info["classes"] is None:
+            info["classes"] = [f"class{i}" for i in range(self.num_classes)]
+        if info["palette"] is None:
+            info["palette"] = [list(c) for c in default_palette(self.num_classes)]
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "arch": self.arch,
+            "model_overrides": dict(self.model_overrides),
+            "model_config": self.model_config.to_dict() if self.model_config else None,
+            "num_classes": self.num_classes,
+            **info,
+            "inference": {
+                "mode": self.eval_mode,
+                "crop_size": _list_or_none(self.eval_crop),
+                "stride": _list_or_none(self.eval_stride),
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[ckpt.METADATA_KEY] = self.metadata()
+        checkpoint[ckpt.RNG_KEY] = ckpt.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = ckpt.read_metadata(checkpoint)
+        config = self.model_config.to_dict() if self.model_config else None
+        ckpt.check_compatible(meta, self.arch, config, self.num_classes)
+        for key in ("classes", "palette", "base_size"):
+            if self.data_info.get(key) is None:
+                self.data_info[key] = meta.get(key)
+        self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
+
+    def on_train_start(self) -> None:
+        # Restored here, not at load time: Lightning creates the data-loader iterator in between,
+        # which draws from the global generator; the uninterrupted run drew that at epoch start.
+        if self._rng_to_restore is not None:
+            ckpt.set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+
+def _list_or_none(value: Sequence[int] | None) -> list[int] | None:
+    return [int(v) for v in value] if value is not None else None

@@ -1,0 +1,33 @@
+"""Segmentation models: a timm backbone, an optional SDN neck and a decode head."""
+
+from sdnseg.models.backbone import Backbone
+from sdnseg.models.heads import FPN, FCNHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.losses import cross_entropy, segmentation_loss
+from sdnseg.models.segmentor import Segmentor
+from sdnseg.models.zoo import (
+    MODELS,
+    ModelConfig,
+    SDNConfig,
+    build_model,
+    create_model,
+    get_config,
+    list_models,
+)
+
+__all__ = [
+    "FPN",
+    "MODELS",
+    "Backbone",
+    "FCNHead",
+    "ModelConfig",
+    "SDNConfig",
+    "SegmenterMaskHead",
+    "Segmentor",
+    "SemanticFPNHead",
+    "build_model",
+    "create_model",
+    "cross_entropy",
+    "get_config",
+    "list_models",
+    "segmentation_loss",
+]

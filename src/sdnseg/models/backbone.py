@@ -1,0 +1,160 @@
+"""The one wrapper over timm's feature extractors: ``timm.create_model(name, features_only=True)``.
+
+Everything downstream is built from :attr:`Backbone.channels` and :attr:`Backbone.reductions`.
+
+Notes on the reference backbones (timm 1.0):
+
+* mmseg's ResNetV1c is the ResNet with the deep stem only (three 3×3 convs 32-32-64), i.e.
+  timm ``resnet50c`` (``stem_type="deep", stem_width=32``). timm's ``resnet50d`` also replaces the
+  strided 1×1 shortcut by avg-pool + 1×1, so it is *not* V1c. timm has no ``resnet18c`` or
+  ``resnet34c``; the same network is ``create_model("resnet18", stem_type="deep", stem_width=32)``.
+* ``output_stride=8`` in timm's ResNet turns stages 3 and 4 to stride 1 with dilation 2 and 4, and
+  the first block of each dilated stage uses the previous stage's dilation (1, then 2) for its 3×3
+  conv: exactly mmseg's ``contract_dilation=True``. The shortcut stays a 1×1 conv.
+* ViTs go through timm's ``FeatureGetterNet`` (``forward_intermediates``): prefix tokens dropped,
+  patch tokens reshaped to (N, C, H/16, W/16). ``final_norm=True`` keeps the final LayerNorm on the
+  outputs (mmseg ``final_norm=True``); timm's default would prune it. ``dynamic_img_size=True``
+  resizes the position embedding to the input grid on every forward (bicubic, as mmseg does once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+from timm.layers import resample_abs_pos_embed
+from timm.models._features import FeatureGetterNet
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+Pretrained = bool | str | os.PathLike
+
+
+class _FinalNormGetter(FeatureGetterNet):
+    """``FeatureGetterNet`` that applies (and so keeps) the model's final norm."""
+
+    def __init__(self, model: nn.Module, **kwargs) -> None:
+        super().__init__(model, norm=True, **kwargs)
+
+
+class Backbone(nn.Module):
+    """A timm model returning a list of feature maps.
+
+    Args:
+        name: any timm model name with ``features_only`` support.
+        out_indices: which of timm's feature levels to return (``None``: timm's default). For timm's
+            ResNets level 0 is the stem (stride 2), levels 1–4 are the four stages.
+        output_stride: 8 or 16 dilates the last stages (CNNs only); ``None`` keeps the model's own.
+        pretrained: ``False``; ``True`` for timm's hub weights (needs network); or the path of a
+            local checkpoint (a timm/torchvision-style state dict, possibly under
+            ``"state_dict"`` or ``"model"``), loaded after creation, see :meth:`load_checkpoint`.
+        final_norm: apply the model's final norm to the returned features (transformers).
+        **timm_kwargs: passed to ``timm.create_model`` (e.g. ``stem_type="deep"``,
+            ``dynamic_img_size=True``, ``drop_path_rate=0.1``).
+
+    Shape:
+        (N, 3, H, W) -> [(N, channels[i], H / reductions[i], W / reductions[i]), ...]
+    """
+
+    def __init__(
+        self,
+        name: str,
+        out_indices: Sequence[int] | None = None,
+        output_stride: int | None = None,
+        pretrained: Pretrained = False,
+        final_norm: bool = False,
+        **timm_kwargs,
+    ) -> None:
+        super().__init__()
+        if not timm.is_model(name):
+            raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
+        kwargs = dict(timm_kwargs)
+        if out_indices is not None:
+            kwargs["out_indices"] = tuple(out_indices)
+        if output_stride is not None:
+            kwargs["output_stride"] = output_stride
+        if final_norm:
+            kwargs["feature_cls"] = _FinalNormGetter
+        try:
+            self.body = timm.create_model(
+                name, features_only=True, pretrained=pretrained is True, **kwargs
+            )
+        except (IndexError, AssertionError, TypeError) as err:
+            # timm reports an out-of-range feature index or unsupported output stride this way.
+            raise ValueError(
+                f"backbone {name!r} cannot give out_indices={out_indices}, "
+                f"output_stride={output_stride} with {timm_kwargs}: {err}"
+            ) from err
+        self.name = name
+        self.channels: list[int] = list(self.body.feature_info.channels())
+        self.reductions: list[int] = list(self.body.feature_info.reduction())
+        if output_stride is not None and max(self.reductions) > output_stride:
+            raise ValueError(
+                f"backbone {name!r} gives reductions {self.reductions}, more than "
+                f"output_stride={output_stride}"
+            )
+        if pretrained not in (None, False, True):
+            self.load_checkpoint(pretrained)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.body(x))
+
+    def load_checkpoint(self, path: str | os.PathLike) -> tuple[list[str], list[str]]:
+        """Load a local checkpoint into the backbone, non-strictly.
+
+        Accepts a plain state dict or one wrapped under ``"state_dict"`` / ``"model"``; strips a
+        ``"module."`` (DataParallel) or ``"backbone.body."`` (an sdnseg segmentor) prefix; resizes
+        a ViT position embedding to this model's grid. Keys absent from the backbone (e.g. a
+        classifier) are unexpected; weights of another shape are skipped and counted as missing.
+
+        Returns:
+            ``(missing_keys, unexpected_keys)``, also logged as warnings.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone checkpoint not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        while isinstance(state, dict):
+            inner = state.get("state_dict", state.get("model"))
+            if not isinstance(inner, dict):
+                break
+            state = inner
+        own = self.body.state_dict()
+        state = _align_prefix(state, own)
+        skipped = []
+        for key, value in list(state.items()):
+            if key not in own or own[key].shape == value.shape:
+                continue
+            if key.endswith("pos_embed") and hasattr(self.body, "model"):
+                vit = self.body.model
+                state[key] = resample_abs_pos_embed(
+                    value, list(vit.patch_embed.grid_size), num_prefix_tokens=vit.num_prefix_tokens
+                )
+            else:
+                skipped.append(key)
+                del state[key]
+        result = self.body.load_state_dict(state, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+        if skipped:
+            logger.warning("%s: shape mismatch, not loaded: %s", path, skipped)
+        if missing:
+            logger.warning("%s: missing keys in checkpoint: %s", path, missing)
+        if unexpected:
+            logger.warning("%s: unexpected keys in checkpoint: %s", path, unexpected)
+        return missing, unexpected
+
+
+def _align_prefix(state: dict, own: dict) -> dict:
+    """Re-prefix checkpoint keys so that they match the most keys of ``own``."""
+    best, best_hits = state, -1
+    for strip, add in (("", ""), ("module.", ""), ("backbone.body.", ""), ("", "model.")):
+        candidate = {add + k.removeprefix(strip): v for k, v in state.items()}
+        hits = sum(k in own for k in candidate)
+        if hits > best_hits:
+            best, best_hits = candidate, hits
+    return best

@@ -1,0 +1,7 @@
+"""Decode heads: a list of backbone (or neck) features -> logits at the head's own resolution."""
+
+from sdnseg.models.heads.fcn import Classifier, FCNHead
+from sdnseg.models.heads.fpn import FPN, SemanticFPNHead
+from sdnseg.models.heads.segmenter import SegmenterMaskHead
+
+__all__ = ["FPN", "Classifier", "FCNHead", "SegmenterMaskHead", "SemanticFPNHead"]

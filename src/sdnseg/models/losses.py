@@ -1,0 +1,80 @@
+"""Segmentation losses. Heads return logits; the engine calls these.
+
+mmseg's ``CrossEntropyLoss`` (1.x) averages over *all* pixels by default
+(``avg_non_ignore=False``: ignored pixels add zero to the sum but count in the mean), unlike
+PyTorch's ``F.cross_entropy``, which averages over the non-ignored ones. Both are offered; the
+default follows mmseg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = 255,
+    avg_non_ignore: bool = False,
+) -> torch.Tensor:
+    """Pixel-wise cross-entropy with an ignored label.
+
+    Logits of another spatial size than ``target`` are resized bilinearly (``align_corners=False``)
+    to it first, as mmseg does. A batch in which every pixel is ignored gives 0, not NaN.
+
+    Args:
+        logits: unnormalised class scores.
+        target: class indices; ``ignore_index`` marks pixels without a label.
+        ignore_index: the label to ignore.
+        avg_non_ignore: average over labelled pixels only (PyTorch's convention) instead of all
+            pixels (mmseg's default).
+
+    Shape:
+        logits (N, C, H', W'), target (N, H, W) -> scalar
+    """
+    if target.dim() != 3 or logits.dim() != 4 or logits.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    target = target.long()
+    loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    count = (target != ignore_index).sum() if avg_non_ignore else target.new_tensor(target.numel())
+    return loss / count.clamp(min=1).to(loss.dtype)
+
+
+def segmentation_loss(
+    outputs: torch.Tensor | Mapping[str, torch.Tensor],
+    target: torch.Tensor,
+    ignore_index: int = 255,
+    aux_weight: float = 0.4,
+    avg_non_ignore: bool = False,
+) -> torch.Tensor:
+    """Cross-entropy of ``outputs["out"]`` plus ``aux_weight`` × that of ``outputs["aux"]``.
+
+    Args:
+        outputs: a :class:`~sdnseg.models.Segmentor`'s training output (a dict with ``"out"`` and
+            optionally ``"aux"``) or a logits tensor.
+        target: class indices.
+        ignore_index, avg_non_ignore: see :func:`cross_entropy`.
+        aux_weight: weight of the auxiliary head's loss (0.4 in the FCN configs).
+
+    Shape:
+        logits (N, C, H, W), target (N, H, W) -> scalar
+    """
+    if isinstance(outputs, torch.Tensor):
+        outputs = {"out": outputs}
+    unknown = set(outputs) - {"out", "aux"}
+    if "out" not in outputs or unknown:
+        raise ValueError(f"outputs must have key 'out' and optionally 'aux', got {sorted(outputs)}")
+    loss = cross_entropy(outputs["out"], target, ignore_index, avg_non_ignore)
+    if "aux" in outputs and aux_weight:
+        loss = loss + aux_weight * cross_entropy(
+            outputs["aux"], target, ignore_index, avg_non_ignore
+        )
+    return loss

@@ -1,0 +1,190 @@
+"""Encoder–decoder segmentor: backbone -> optional SDN neck -> head, plus mmseg's inference modes.
+
+The forward pass pads the input bottom/right with zeros (mmseg's ``pad_val=0`` after
+normalisation) to a multiple of ``size_divisor``, upsamples the logits bilinearly
+(``align_corners=False``) to the padded size and crops the padding, so any input size gives logits
+at the input size.
+:meth:`Segmentor.inference` adds mmseg's sliding window and the multi-scale + flip test-time
+augmentation (softmax averaged over the views).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdnseg.nn.sdn import MultiScaleSDN, SingleScaleSDN
+
+MODES = ("whole", "slide")
+OUTPUTS = ("probs", "logits")
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class Segmentor(nn.Module):
+    """Backbone, optional neck, decode head and optional auxiliary head.
+
+    Args:
+        backbone: returns a list of features and has ``reductions`` (a :class:`Backbone`).
+        head: features -> logits; has ``num_classes``.
+        neck: features -> features of the same shapes (an SDN neck), or ``None``.
+        aux_head: a second head for the auxiliary loss, used in training mode only.
+        size_divisor: the input is padded to a multiple of it. Default: the largest backbone
+            reduction, ×2 with an SDN neck (its Φ halves the last map; odd sizes also work, the
+            guidance is resized bilinearly, but padding keeps Φ's grid aligned).
+
+    Attributes:
+        num_classes: classes of the head's logits.
+        size_divisor: as above.
+        config: the :class:`~sdnseg.models.ModelConfig` if built by ``create_model``, else ``None``.
+
+    Shape:
+        forward: (N, 3, H, W) -> eval: logits (N, num_classes, H, W); train: ``{"out": logits}``
+        and ``"aux"`` (same shape) when there is an auxiliary head.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        neck: nn.Module | None = None,
+        aux_head: nn.Module | None = None,
+        size_divisor: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.aux_head = aux_head
+        if not hasattr(head, "num_classes"):
+            raise ValueError(f"head {type(head).__name__} has no attribute num_classes")
+        self.num_classes: int = head.num_classes
+        if size_divisor is None:
+            neck_stride = 2 if isinstance(neck, (SingleScaleSDN, MultiScaleSDN)) else 1
+            size_divisor = max(backbone.reductions) * neck_stride
+        self.size_divisor = size_divisor
+        self.config = None  # the ModelConfig, set by sdnseg.models.create_model
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone (and neck) features of already padded images."""
+        features = self.backbone(images)
+        return self.neck(features) if self.neck is not None else features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        height, width = images.shape[-2:]
+        pad_h, pad_w = -height % self.size_divisor, -width % self.size_divisor
+        padded = F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+        features = self.features(padded)
+
+        def to_input_size(logits: torch.Tensor) -> torch.Tensor:
+            return _resize(logits, padded.shape[-2:])[..., :height, :width]
+
+        logits = to_input_size(self.head(features))
+        if not self.training:
+            return logits
+        outputs = {"out": logits}
+        if self.aux_head is not None:
+            outputs["aux"] = to_input_size(self.aux_head(features))
+        return outputs
+
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        outputs = self(images)
+        return outputs["out"] if isinstance(outputs, dict) else outputs
+
+    def slide_inference(
+        self, images: torch.Tensor, crop_size: int | Sequence[int], stride: int | Sequence[int]
+    ) -> torch.Tensor:
+        """mmseg's ``slide_inference``: logits of overlapping crops, averaged where they overlap.
+
+        Shape:
+            (N, 3, H, W) -> (N, num_classes, H, W)
+        """
+        (crop_h, crop_w), (stride_h, stride_w) = _pair(crop_size), _pair(stride)
+        if min(crop_h, crop_w, stride_h, stride_w) <= 0:
+            raise ValueError(f"crop_size and stride must be positive, got {crop_size}, {stride}")
+        n, _, height, width = images.shape
+        h_grids = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+        w_grids = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+        logits = images.new_zeros((n, self.num_classes, height, width))
+        count = images.new_zeros((1, 1, height, width))
+        for i in range(h_grids):
+            for j in range(w_grids):
+                y2, x2 = min(i * stride_h + crop_h, height), min(j * stride_w + crop_w, width)
+                y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
+                logits[:, :, y1:y2, x1:x2] += self._logits(images[:, :, y1:y2, x1:x2])
+                count[:, :, y1:y2, x1:x2] += 1
+        return logits / count
+
+    @torch.no_grad()
+    def inference(
+        self,
+        images: torch.Tensor,
+        mode: str = "whole",
+        crop_size: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] | None = None,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        output: str = "probs",
+    ) -> torch.Tensor:
+        """Test-time prediction with optional multi-scale and flip augmentation (mmseg's TTA).
+
+        Each view (every scale, and its horizontal flip when ``flip``) is resized bilinearly, run in
+        ``mode``, un-flipped and resized back to the input size; the views' softmax probabilities
+        (``output="probs"``) or raw logits (``output="logits"``) are averaged.
+        Call ``eval()`` first.
+
+        Args:
+            images: normalised images.
+            mode: ``"whole"`` (one pass) or ``"slide"`` (see :meth:`slide_inference`).
+            crop_size, stride: of the sliding window; required for ``"slide"``.
+            scales: resize factors, e.g. the paper's ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)``.
+            flip: also run each scale flipped horizontally.
+            output: ``"probs"`` or ``"logits"``.
+
+        Shape:
+            (N, 3, H, W) -> (N, num_classes, H, W)
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if mode == "slide" and (crop_size is None or stride is None):
+            raise ValueError("mode='slide' needs crop_size and stride")
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"scales must be positive and non-empty, got {scales}")
+        size = images.shape[-2:]
+        total = None
+        for scale in scales:
+            scaled_size = [int(s * scale + 0.5) for s in size]
+            scaled = _resize(images, scaled_size)
+            for flipped in (False, True) if flip else (False,):
+                view = scaled.flip(-1) if flipped else scaled
+                if mode == "slide":
+                    logits = self.slide_inference(view, crop_size, stride)
+                else:
+                    logits = self._logits(view)
+                logits = _resize(logits.flip(-1) if flipped else logits, size)
+                result = logits.softmax(dim=1) if output == "probs" else logits
+                total = result if total is None else total + result
+        return total / (len(scales) * (2 if flip else 1))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, **inference_kwargs) -> torch.Tensor:
+        """Label map: argmax over classes of :meth:`inference` (same keyword arguments).
+
+        Shape:
+            (N, 3, H, W) -> (N, H, W), int64
+        """
+        return self.inference(images, **inference_kwargs).argmax(dim=1)

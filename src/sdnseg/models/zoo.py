@@ -1,0 +1,238 @@
+"""Named model configurations and :func:`create_model`.
+
+Paper scale (Table 1, mmseg configs): ``fcn_r50d8``, ``semfpn_r50``, ``segmenter_vitb16``.
+CPU scale, the same architectures on small backbones: ``fcn_r18d8``, ``semfpn_r18``,
+``segmenter_vitt16``. Each has an ``_sdn`` twin that differs only by the neck: single-scale SDN
+for FCN and Segmenter, multi-scale SDN between backbone and FPN for Semantic FPN (Sec. 4.3).
+
+SDN widths. The fusion ``Conv1x1([U, Y])`` costs ``C·(C + sdc_channels)`` per stage whatever the
+other widths (4.2M at C=2048), so Φ (``guidance_channels``) and the SDC (``sdc_channels``) are kept
+narrow: 16 and 32 channels, which keeps +SDN under 10% of FCN-R50-D8's parameters and FLOPs.
+Semantic FPN's four fusions alone cost 5.6M (19.6% of SemanticFPN-R50); with Φ 16 and SDC 16 wide
+its +SDN is 21% of the parameters and 10% of the FLOPs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+
+from torch import nn
+
+from sdnseg.models.backbone import Backbone, Pretrained
+from sdnseg.models.heads import FCNHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.segmentor import Segmentor
+from sdnseg.nn.sdn import MultiScaleSDN, SingleScaleSDN
+
+DECODERS = ("fcn", "semantic_fpn", "segmenter")
+SDN_OVERRIDES = (
+    "operator",
+    "kernel_size",
+    "dilation",
+    "similarity",
+    "theta",
+    "lam",
+    "sdc_channels",
+    "guidance_channels",
+)
+BACKBONE_OVERRIDES = ("backbone", "backbone_kwargs", "out_indices", "output_stride")
+
+
+@dataclass(frozen=True)
+class SDNConfig:
+    """Arguments of :class:`~sdnseg.nn.SingleScaleSDN` / :class:`~sdnseg.nn.MultiScaleSDN`."""
+
+    guidance_channels: int = 16
+    sdc_channels: int | None = 32
+    operator: str = "sdc"
+    kernel_size: int = 3
+    dilation: int = 1
+    similarity: str = "perona_malik"
+    theta: float = 0.7
+    lam: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A segmentor: which backbone, which decoder, with or without an SDN neck.
+
+    ``backbone_kwargs`` go to :class:`~sdnseg.models.Backbone` (and on to timm), ``head_kwargs`` and
+    ``aux_head_kwargs`` to the decoder's head class; ``overrides`` records what
+    :func:`create_model` changed from the named entry.
+    """
+
+    name: str
+    decoder: str
+    backbone: str
+    out_indices: tuple[int, ...] = (1, 2, 3, 4)
+    output_stride: int | None = None
+    backbone_kwargs: dict = field(default_factory=dict)
+    head_kwargs: dict = field(default_factory=dict)
+    aux_head_kwargs: dict | None = None
+    sdn: SDNConfig | None = None
+    overrides: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain-python form, for checkpoints and logs; :meth:`from_dict` inverts it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        data = dict(data)
+        data["out_indices"] = tuple(data["out_indices"])
+        if data.get("sdn") is not None:
+            data["sdn"] = SDNConfig(**data["sdn"])
+        return cls(**data)
+
+
+def _with_sdn(config: ModelConfig, **sdn) -> ModelConfig:
+    return replace(config, name=config.name + "_sdn", sdn=SDNConfig(**sdn))
+
+
+_V1C_STEM = {"stem_type": "deep", "stem_width": 32}  # mmseg ResNetV1c; timm has no resnet18c
+_FCN_AUX = {"num_convs": 1, "concat_input": False, "in_index": -2}
+_SEGMENTER_VIT = {"final_norm": True, "dynamic_img_size": True, "drop_path_rate": 0.1}
+
+FCN_R50D8 = ModelConfig(
+    "fcn_r50d8",
+    "fcn",
+    "resnet50c",
+    output_stride=8,
+    head_kwargs={"channels": 512},
+    aux_head_kwargs={**_FCN_AUX, "channels": 256},
+)
+SEMFPN_R50 = ModelConfig(
+    "semfpn_r50", "semantic_fpn", "resnet50c", head_kwargs={"fpn_channels": 256, "channels": 128}
+)
+SEGMENTER_VITB16 = ModelConfig(
+    "segmenter_vitb16",
+    "segmenter",
+    "vit_base_patch16_384",
+    out_indices=(-1,),
+    backbone_kwargs=_SEGMENTER_VIT,
+    head_kwargs={"num_heads": 12, "embed_dims": 768},
+)
+FCN_R18D8 = ModelConfig(
+    "fcn_r18d8",
+    "fcn",
+    "resnet18",
+    output_stride=8,
+    backbone_kwargs=_V1C_STEM,
+    head_kwargs={"channels": 128},
+    aux_head_kwargs={**_FCN_AUX, "channels": 64},
+)
+SEMFPN_R18 = ModelConfig(
+    "semfpn_r18",
+    "semantic_fpn",
+    "resnet18",
+    backbone_kwargs=_V1C_STEM,
+    head_kwargs={"fpn_channels": 128, "channels": 64},
+)
+SEGMENTER_VITT16 = ModelConfig(
+    "segmenter_vitt16",
+    "segmenter",
+    "vit_tiny_patch16_224",
+    out_indices=(-1,),
+    backbone_kwargs=_SEGMENTER_VIT,
+    head_kwargs={"num_heads": 3, "embed_dims": 192},
+)
+
+MODELS: dict[str, ModelConfig] = {
+    config.name: config
+    for config in (
+        FCN_R50D8, _with_sdn(FCN_R50D8),
+        SEMFPN_R50, _with_sdn(SEMFPN_R50, sdc_channels=16),
+        SEGMENTER_VITB16, _with_sdn(SEGMENTER_VITB16, guidance_channels=64, sdc_channels=64),
+        FCN_R18D8, _with_sdn(FCN_R18D8),
+        SEMFPN_R18, _with_sdn(SEMFPN_R18, sdc_channels=16),
+        SEGMENTER_VITT16, _with_sdn(SEGMENTER_VITT16),
+    )
+}  # fmt: skip
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return list(MODELS)
+
+
+def get_config(name: str, **overrides) -> ModelConfig:
+    """The named configuration with ``overrides`` applied (see :func:`create_model`)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
+    config = MODELS[name]
+    allowed = BACKBONE_OVERRIDES + (SDN_OVERRIDES if config.sdn is not None else ())
+    for key in overrides:
+        if key in SDN_OVERRIDES and config.sdn is None:
+            raise ValueError(
+                f"override {key!r} needs an SDN neck; {name!r} has none, use {name}_sdn"
+            )
+        if key not in allowed:
+            raise ValueError(f"unknown override {key!r} for {name!r}; allowed: {list(allowed)}")
+    sdn = {k: v for k, v in overrides.items() if k in SDN_OVERRIDES}
+    rest = {k: v for k, v in overrides.items() if k not in SDN_OVERRIDES}
+    if "out_indices" in rest:
+        rest["out_indices"] = tuple(rest["out_indices"])
+    if sdn:
+        rest["sdn"] = replace(config.sdn, **sdn)
+    return replace(config, overrides={**config.overrides, **overrides}, **rest)
+
+
+def _channels(channels: list[int], index: int, what: str) -> int:
+    if not -len(channels) <= index < len(channels):
+        raise ValueError(f"{what} reads feature {index}, the backbone gives {len(channels)}")
+    return channels[index]
+
+
+def build_model(config: ModelConfig, num_classes: int, pretrained: Pretrained = False) -> Segmentor:
+    """A :class:`Segmentor` from a :class:`ModelConfig`; ``pretrained`` is the backbone's."""
+    if config.decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {config.decoder!r}")
+    backbone = Backbone(
+        config.backbone,
+        config.out_indices,
+        config.output_stride,
+        pretrained,
+        **config.backbone_kwargs,
+    )
+    channels = backbone.channels
+    neck: nn.Module | None = None
+    if config.sdn is not None:
+        neck_class = MultiScaleSDN if config.decoder == "semantic_fpn" else SingleScaleSDN
+        neck = neck_class(channels, **dataclasses.asdict(config.sdn))
+    aux_head = None
+    if config.decoder == "fcn":
+        index = config.head_kwargs.get("in_index", -1)
+        head = FCNHead(_channels(channels, index, "head"), num_classes, **config.head_kwargs)
+        if config.aux_head_kwargs is not None:
+            index = config.aux_head_kwargs.get("in_index", -1)
+            aux_channels = _channels(channels, index, "auxiliary head")
+            aux_head = FCNHead(aux_channels, num_classes, **config.aux_head_kwargs)
+    elif config.decoder == "semantic_fpn":
+        head = SemanticFPNHead(channels, num_classes, backbone.reductions, **config.head_kwargs)
+    else:
+        index = config.head_kwargs.get("in_index", -1)
+        head = SegmenterMaskHead(
+            _channels(channels, index, "head"), num_classes, **config.head_kwargs
+        )
+    model = Segmentor(backbone, head, neck=neck, aux_head=aux_head)
+    model.config = config
+    return model
+
+
+def create_model(
+    name: str, num_classes: int, pretrained: Pretrained = False, **overrides
+) -> Segmentor:
+    """Build a named model.
+
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: output classes (19 Cityscapes, 150 ADE20K).
+        pretrained: backbone weights: ``False``, ``True`` (timm hub, needs network) or a local path.
+        **overrides: ``backbone`` (any timm name; the heads follow ``Backbone.channels``),
+            ``backbone_kwargs``, ``out_indices``, ``output_stride``; on ``*_sdn`` models also
+            ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``), ``kernel_size``, ``dilation``,
+            ``similarity``, ``theta``, ``lam``, ``sdc_channels``, ``guidance_channels``.
+
+    The resolved :class:`ModelConfig` is ``model.config`` (``.to_dict()`` it for checkpoints).
+    """
+    return build_model(get_config(name, **overrides), num_classes, pretrained)

@@ -1,0 +1,1 @@
+"""Figures: classical diffusion, segmentation error maps, SDN feature maps."""

@@ -1,0 +1,106 @@
+"""Segmentor contract (padding, train/eval outputs), slide inference, TTA, and the losses."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sdnseg.models import cross_entropy, segmentation_loss
+from sdnseg.nn import SingleScaleSDN
+
+
+@pytest.mark.parametrize("size", [(32, 32), (17, 23)])
+def test_eval_returns_logits_at_input_size(toy_segmentor, size):
+    model = toy_segmentor().eval()
+    out = model(torch.randn(1, 3, *size))
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == (1, 5, *size)
+    assert model.num_classes == 5
+
+
+def test_train_returns_out_and_aux(toy_segmentor):
+    model = toy_segmentor().train()
+    out = model(torch.randn(2, 3, 19, 21))
+    assert set(out) == {"out", "aux"}
+    assert out["out"].shape == out["aux"].shape == (2, 5, 19, 21)
+    assert set(toy_segmentor(aux=False).train()(torch.randn(2, 3, 16, 16))) == {"out"}
+
+
+def test_input_is_zero_padded_bottom_right_and_logits_cropped(toy_segmentor):
+    model = toy_segmentor().eval()
+    assert model.size_divisor == 4
+    x = torch.randn(1, 3, 17, 23)
+    padded = F.pad(x, (0, 1, 0, 3))  # to 20 x 24
+    torch.testing.assert_close(model(x), model(padded)[..., :17, :23], atol=0, rtol=0)
+
+
+def test_sdn_neck_doubles_divisor_and_odd_sizes_work(toy_segmentor):
+    neck = SingleScaleSDN([8, 16], guidance_channels=4, sdc_channels=4)
+    assert toy_segmentor(neck=neck).size_divisor == 8
+    # Without the ×2 padding, Φ's output has an odd size and is resized bilinearly in the SDC.
+    model = toy_segmentor(neck=neck, size_divisor=1).eval()
+    features = model.features(torch.randn(1, 3, 21, 13))
+    assert [f.shape[-2:] for f in features] == [(11, 7), (6, 4)]
+    assert model(torch.randn(1, 3, 21, 13)).shape == (1, 5, 21, 13)
+
+
+def test_slide_equals_whole_when_one_crop_covers_the_image(toy_segmentor):
+    model = toy_segmentor().eval()
+    x = torch.randn(2, 3, 20, 28)
+    whole = model.inference(x, output="logits")
+    slide = model.inference(x, mode="slide", crop_size=(32, 32), stride=(16, 16), output="logits")
+    torch.testing.assert_close(slide, whole)
+
+
+def test_slide_averages_overlapping_crops(toy_segmentor):
+    # A per-pixel model gives every crop the same logits as the whole image.
+    model = toy_segmentor(stride=1).eval()
+    x = torch.randn(1, 3, 23, 30)
+    whole = model.inference(x, output="logits")
+    slide = model.slide_inference(x, crop_size=(10, 12), stride=(7, 5))
+    torch.testing.assert_close(slide, whole)
+
+
+def test_tta_single_view_is_softmax_of_plain_inference(toy_segmentor):
+    model = toy_segmentor().eval()
+    x = torch.randn(1, 3, 21, 18)
+    torch.testing.assert_close(model.inference(x, scales=(1.0,), flip=False), model(x).softmax(1))
+
+
+def test_tta_multi_scale_and_flip(toy_segmentor):
+    per_pixel = toy_segmentor(stride=1).eval()
+    x = torch.randn(1, 3, 16, 16)
+    # A per-pixel model commutes with flipping.
+    torch.testing.assert_close(per_pixel.inference(x, flip=True), per_pixel.inference(x))
+    model = toy_segmentor().eval()
+    probs = model.inference(
+        x, mode="slide", crop_size=12, stride=8, scales=(0.5, 1.0, 1.5), flip=True
+    )
+    assert probs.shape == (1, 5, 16, 16)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 16, 16))
+    labels = model.predict(x, scales=(0.75, 1.25))
+    assert labels.shape == (1, 16, 16) and labels.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"mode": "sliding"}, {"mode": "slide"}, {"output": "labels"}, {"scales": ()}],
+)
+def test_inference_rejects_bad_arguments(toy_segmentor, kwargs):
+    with pytest.raises(ValueError):
+        toy_segmentor().eval().inference(torch.randn(1, 3, 8, 8), **kwargs)
+
+
+def test_losses():
+    logits, target = torch.randn(2, 5, 8, 8), torch.randint(0, 5, (2, 8, 8))
+    target[0, :4] = 255
+    plain = F.cross_entropy(logits, target, ignore_index=255)
+    torch.testing.assert_close(cross_entropy(logits, target, avg_non_ignore=True), plain)
+    labelled = (target != 255).sum() / target.numel()
+    torch.testing.assert_close(cross_entropy(logits, target), plain * labelled)  # mmseg's mean
+    aux = torch.randn(2, 5, 4, 4)  # resized to the target size
+    expected = cross_entropy(logits, target) + 0.4 * cross_entropy(aux, target)
+    torch.testing.assert_close(segmentation_loss({"out": logits, "aux": aux}, target), expected)
+    torch.testing.assert_close(segmentation_loss(logits, target), cross_entropy(logits, target))
+    assert segmentation_loss(logits, torch.full_like(target, 255), avg_non_ignore=True) == 0
+    with pytest.raises(ValueError, match="'out'"):
+        segmentation_loss({"logits": logits}, target)
