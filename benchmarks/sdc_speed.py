@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, median_time, write_results  # noqa: E402
-
 from sdnseg.nn.functional import semantic_difference_conv2d  # noqa: E402
 
 SHAPES = [

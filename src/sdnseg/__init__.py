@@ -2,6 +2,9 @@ import importlib
 
 # Public names imported on first use, so that `import sdnseg` does not import timm.
 _LAZY = {"create_model": "sdnseg.models"}
+_LAZY["export_onnx"] = "sdnseg.export"
+_LAZY["verify_onnx"] = "sdnseg.export"
+_LAZY["load_model"] = "sdnseg.engine.checkpoint"
 
 
 def __getattr__(name: str):

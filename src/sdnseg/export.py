@@ -142,8 +142,12 @@ def _example_size(model: nn.Module, input_size: tuple[int, int], dynamic: bool) 
         if (padded[0] // patch[0], padded[1] // patch[1]) == grid:
             logger.info(
                 "tracing at %dx%d instead of %dx%d: that size is the ViT's own %s grid",
-                height + divisor, width, height, width, grid,
-            )  # fmt: skip
+                height + divisor,
+                width,
+                height,
+                width,
+                grid,
+            )
             return height + divisor, width
     return input_size
 
@@ -217,8 +221,9 @@ def export_onnx(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    logger.info("exported %s to %s (opset %d, dynamic=%s)", type(model).__name__, path, opset,
-                dynamic)  # fmt: skip
+    logger.info(
+        "exported %s to %s (opset %d, dynamic=%s)", type(model).__name__, path, opset, dynamic
+    )
     return path
 
 

@@ -10,7 +10,14 @@ from tests.reference import sdc_reference
 
 def test_kernel_offsets_skip_the_centre():
     assert _autograd.kernel_offsets((3, 3), 2) == [
-        (-2, -2), (-2, 0), (-2, 2), (0, -2), (0, 2), (2, -2), (2, 0), (2, 2)
+        (-2, -2),
+        (-2, 0),
+        (-2, 2),
+        (0, -2),
+        (0, 2),
+        (2, -2),
+        (2, 0),
+        (2, 2),
     ]
     assert len(_autograd.kernel_offsets((5, 3), 1)) == 14
 

@@ -4,8 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from sdnseg.nn import SDN, CentralDifferenceConv2d, MultiScaleSDN, SemanticDifferenceConv2d
-from sdnseg.nn import SingleScaleSDN
+from sdnseg.nn import (
+    SDN,
+    CentralDifferenceConv2d,
+    MultiScaleSDN,
+    SemanticDifferenceConv2d,
+    SingleScaleSDN,
+)
 
 
 @pytest.mark.parametrize("operator", ["sdc", "conv", "cdc"])

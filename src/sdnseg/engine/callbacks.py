@@ -30,9 +30,7 @@ def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.nda
     return blend.round().clip(0, 255).astype(np.uint8)
 
 
-def error_map(
-    labels: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]]
-) -> np.ndarray:
+def error_map(labels: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
     """Wrong pixels in their true class's colour, right and unlabelled ones black: (H, W, 3).
 
     Mask values outside ``[0, len(palette))`` (e.g. 255) are unlabelled.

@@ -216,8 +216,11 @@ def load_model(
                 "load_model(path, model=...)"
             )
         model = build_model(ModelConfig.from_dict(meta["model_config"]), meta["num_classes"])
-    prefix = "net."
-    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    state = {
+        key.removeprefix("net."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("net.")
+    }
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -204,7 +204,7 @@ class SegmentationModule(L.LightningModule):
         data_classes = getattr(datamodule, "num_classes", None)
         if self.net is None:
             if data_classes is None:
-                raise ValueError("num_classes is not set and there is no datamodule to take it from")
+                raise ValueError("num_classes is not set and there is no datamodule to tell it")
             self._attach(build_model(self.model_config, data_classes, self.hparams.pretrained))
         elif data_classes is not None and data_classes != self.num_classes:
             raise ValueError(
@@ -383,7 +383,7 @@ class SegmentationModule(L.LightningModule):
     # --- checkpoints ------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
-        """What ``checkpoint["sdnseg"]`` holds (see :data:`sdnseg.engine.checkpoint.METADATA_KEYS`)."""
+        """What ``checkpoint["sdnseg"]`` holds (:data:`~sdnseg.engine.checkpoint.METADATA_KEYS`)."""
         info = dict(self.data_info)
         if info["classes"] is None:
             info["classes"] = [f"class{i}" for i in range(self.num_classes)]

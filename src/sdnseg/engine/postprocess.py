@@ -13,12 +13,13 @@ import importlib
 import numpy as np
 import torch
 
-__all__ = ["POSTPROCESSORS", "dense_crf", "postprocess"]
+__all__ = ["POSTPROCESSORS", "dense_crf", "postprocess", "require_crf"]
 
 POSTPROCESSORS = ("none", "crf")
 
 
-def _densecrf_module():
+def require_crf():
+    """``pydensecrf.densecrf``, or ``ModuleNotFoundError`` saying how to install it."""
     try:
         return importlib.import_module("pydensecrf.densecrf")
     except ImportError:
@@ -50,7 +51,7 @@ def dense_crf(
     Returns:
         Refined probabilities, float32 (C, H, W), on the device of ``probs`` if it is a tensor.
     """
-    densecrf = _densecrf_module()
+    densecrf = require_crf()
     device = probs.device if isinstance(probs, torch.Tensor) else torch.device("cpu")
     prob = probs.detach().float().cpu().numpy() if isinstance(probs, torch.Tensor) else probs
     rgb = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)

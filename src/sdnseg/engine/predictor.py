@@ -44,9 +44,7 @@ def to_chw_uint8(image: Any) -> torch.Tensor:
         if tensor.ndim == 3 and tensor.shape[0] != 3 and tensor.shape[-1] == 3:
             tensor = tensor.permute(2, 0, 1)
     else:
-        raise ValueError(
-            f"expected a PIL image, numpy array or tensor, got {type(image).__name__}"
-        )
+        raise ValueError(f"expected a PIL image, numpy array or tensor, got {type(image).__name__}")
     if tensor.ndim == 2:
         tensor = tensor.expand(3, *tensor.shape)
     if tensor.ndim != 3 or tensor.shape[0] != 3:

@@ -143,9 +143,10 @@ MODELS: dict[str, ModelConfig] = {
         FCN_R50D8, _with_sdn(FCN_R50D8),
         SEMFPN_R50, _with_sdn(SEMFPN_R50, sdc_channels=16),
         SEGMENTER_VITB16, _with_sdn(SEGMENTER_VITB16, guidance_channels=64, sdc_channels=64),
-        FCN_R18D8, _with_sdn(FCN_R18D8),
-        SEMFPN_R18, _with_sdn(SEMFPN_R18, sdc_channels=16),
-        SEGMENTER_VITT16, _with_sdn(SEGMENTER_VITT16),
+        # CPU scale has no parameter budget to meet: Φ and the SDC are 64 wide.
+        FCN_R18D8, _with_sdn(FCN_R18D8, guidance_channels=64, sdc_channels=64),
+        SEMFPN_R18, _with_sdn(SEMFPN_R18, guidance_channels=64, sdc_channels=64),
+        SEGMENTER_VITT16, _with_sdn(SEGMENTER_VITT16, guidance_channels=64, sdc_channels=64),
     )
 }  # fmt: skip
 

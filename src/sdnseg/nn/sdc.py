@@ -123,6 +123,4 @@ class CentralDifferenceConv2d(nn.Conv2d):
         self.theta = theta
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return SF.central_difference_conv2d(
-            u, self.weight, self.bias, self.dilation[0], self.theta
-        )
+        return SF.central_difference_conv2d(u, self.weight, self.bias, self.dilation[0], self.theta)

@@ -74,7 +74,7 @@ class SDN(nn.Module):
         super().__init__()
         if operator not in OPERATORS:
             raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
-        if sdc_channels is not None and not 0 < sdc_channels:
+        if sdc_channels is not None and not sdc_channels > 0:
             raise ValueError(f"sdc_channels must be positive or None, got {sdc_channels!r}")
         width = channels if sdc_channels is None else sdc_channels
         self.operator = operator
@@ -88,13 +88,16 @@ class SDN(nn.Module):
                 width, width, kernel_size, dilation, similarity, lam, bias=False
             )
         elif operator == "cdc":
-            self.op = CentralDifferenceConv2d(width, width, kernel_size, dilation, theta, bias=False)
+            self.op = CentralDifferenceConv2d(
+                width, width, kernel_size, dilation, theta, bias=False
+            )
         else:
             pad = (kernel_size // 2) * dilation
             self.op = nn.Conv2d(width, width, kernel_size, 1, pad, dilation, bias=False)
         self.op_norm = nn.Sequential(norm_layer(width), act_layer())
-        self.fuse = conv_norm_act(channels + width, channels, 1, norm_layer=norm_layer,
-                                  act_layer=act_layer)
+        self.fuse = conv_norm_act(
+            channels + width, channels, 1, norm_layer=norm_layer, act_layer=act_layer
+        )
 
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         x = self.reduce(u)
@@ -134,8 +137,7 @@ class SingleScaleSDN(nn.Module):
         super().__init__()
         last = in_channels[-1]
         self.guidance = conv_norm_act(last, guidance_channels, 3, 2, norm_layer, act_layer)
-        self.sdn = SDN(last, sdc_channels, norm_layer=norm_layer, act_layer=act_layer,
-                       **sdn_kwargs)
+        self.sdn = SDN(last, sdc_channels, norm_layer=norm_layer, act_layer=act_layer, **sdn_kwargs)
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         last = features[-1]
@@ -172,8 +174,9 @@ class MultiScaleSDN(nn.Module):
             None if w is None or (not isinstance(sdc_channels, Sequence) and w >= c) else w
             for w, c in zip(widths, in_channels, strict=True)
         ]
-        self.guidance = conv_norm_act(in_channels[-1], guidance_channels, 3, 2, norm_layer,
-                                      act_layer)
+        self.guidance = conv_norm_act(
+            in_channels[-1], guidance_channels, 3, 2, norm_layer, act_layer
+        )
         self.sdns = nn.ModuleList(
             SDN(c, w, norm_layer=norm_layer, act_layer=act_layer, **sdn_kwargs)
             for c, w in zip(in_channels, widths, strict=True)

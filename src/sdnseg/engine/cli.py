@@ -1,0 +1,321 @@
+"""The ``sdnseg`` command.
+
+``sdnseg fit|validate|test|predict`` is a LightningCLI over :class:`SegmentationModule` and
+:class:`~sdnseg.data.SegmentationDataModule`, configured by flat YAML files (``configs/*.yaml``)
+and ``--section.key value`` overrides::
+
+    sdnseg fit --config configs/quickstart.yaml
+    sdnseg fit --config configs/fcn_r18d8_sdn_camvid.yaml --data.root data/camvid
+    sdnseg fit --config configs/quickstart.yaml \\
+        --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt
+    sdnseg test --ckpt_path last.ckpt --data.name camvid --data.root data/camvid \\
+        --data.test_split test --model.test_scales '[0.5,0.75,1.0,1.25,1.5,1.75,2.0]' \\
+        --model.test_flip true
+    sdnseg predict --ckpt_path last.ckpt --predict_path 'photos/*.jpg' --show_errors true
+
+What the CLI adds to LightningCLI: one run folder per run, ``<runs_dir>/<name>/version_N`` with
+TensorBoard and CSV logs, the resolved ``config.yaml`` and ``checkpoints/`` (``last.ckpt`` and the
+best by ``--checkpoint.monitor``, default ``val/mIoU``, written atomically); a rich progress bar;
+SyncBatchNorm whenever DDP spans several GPUs; with ``--ckpt_path``, the network (arch, overrides,
+classes, inference mode) is taken from the checkpoint unless given; ``--postprocess crf`` for
+``test`` and ``predict``. Other subcommands (:data:`COMMANDS`) are functions
+``main(argv) -> int`` in their own modules, imported only when called.
+
+Errors a user can cause (unknown model or dataset, wrong layout, class count mismatch, a
+checkpoint of another model, a diverging run) print one ``error: ...`` paragraph and exit 1; set
+``SDNSEG_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from sdnseg.data import SegmentationDataModule
+from sdnseg.engine.callbacks import PredictionWriter
+from sdnseg.engine.checkpoint import AtomicCheckpointIO, read_metadata
+from sdnseg.engine.images import ImageFiles, list_images, predict_loader
+from sdnseg.engine.module import SegmentationModule
+from sdnseg.engine.postprocess import require_crf
+
+__all__ = ["COMMANDS", "SegmentationCLI", "main"]
+
+logger = logging.getLogger(__name__)
+
+# Subcommands that are not Lightning's: name -> "module:function", function(argv) -> exit code.
+COMMANDS = {
+    "demo": "sdnseg.engine.demo:main",
+    "visualize_sdn": "sdnseg.engine.visualize:main",
+    "export": "sdnseg.export:main",
+    "study": "sdnseg.engine.study:main",
+}
+# Model arguments describing the network, taken from --ckpt_path when left unset.
+FROM_CHECKPOINT = (
+    "arch",
+    "num_classes",
+    "model_overrides",
+    "eval_mode",
+    "eval_crop",
+    "eval_stride",
+)
+# Exceptions that are the user's to fix: printed as one message, without a traceback.
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FloatingPointError,
+    ModuleNotFoundError,
+    MisconfigurationException,
+)
+_LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
+
+
+def _device_count(devices: Any, gpu: bool) -> int:
+    """How many devices a ``--trainer.devices`` value asks for."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        if devices == "auto" or devices.strip() == "-1":
+            return torch.cuda.device_count() if gpu else 1
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        devices = int(devices)
+    if devices == -1:
+        return torch.cuda.device_count() if gpu else 1
+    return int(devices)
+
+
+def _next_version(folder: Path) -> int:
+    versions = [
+        int(match.group(1))
+        for path in (folder.iterdir() if folder.is_dir() else [])
+        if (match := re.fullmatch(r"version_(\d+)", path.name))
+    ]
+    return max(versions, default=-1) + 1
+
+
+class SegmentationCLI(LightningCLI):
+    """LightningCLI for :class:`SegmentationModule` / :class:`SegmentationDataModule`.
+
+    Args:
+        args: command-line arguments (None: ``sys.argv[1:]``).
+        run: run the subcommand (False: only parse and instantiate).
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            SegmentationModule,
+            SegmentationDataModule,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            parser_kwargs={
+                "description": (
+                    "Boundary-accurate semantic segmentation with Semantic Diffusion Networks. "
+                    f"Also: sdnseg {{{','.join(COMMANDS)}}} --help."
+                )
+            },
+            args=args,
+            run=run,
+        )
+
+    # --- arguments --------------------------------------------------------------------------
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--name", type=str | None, default=None, help="Run name; default <arch>_<data.name>."
+        )
+        parser.add_argument("--runs_dir", type=str, default="runs", help="Root of the run folders.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/mIoU",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "best-step={step}-{val/mIoU:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("test", "predict"):
+            parser.add_argument(
+                "--postprocess",
+                type=Literal["none", "crf"] | None,
+                default=None,
+                help="Refine the softmax with DenseCRF (needs pip install 'sdnseg[crf]').",
+            )
+        if subcommand == "predict":
+            parser.add_argument(
+                "--predict_path", type=str, required=True, help="An image, a folder or a glob."
+            )
+            parser.add_argument(
+                "--mask_dir", type=str | None, default=None, help="Masks (<stem>.png) for errors."
+            )
+            parser.add_argument(
+                "--show_errors", type=bool, default=False, help="Also write error maps."
+            )
+            parser.add_argument(
+                "--output_dir", type=str | None, default=None, help="Default <run>/predictions."
+            )
+        return parser
+
+    def _parse_ckpt_path(self) -> None:
+        """Fill the network's unset arguments from ``--ckpt_path`` (Lightning's version would
+        replace every model argument, test-time options included)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        path = config.get("ckpt_path")
+        if not path or path in _LIGHTNING_CKPT_ALIASES:
+            return
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # any unreadable file: say which and why
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
+        read_metadata(checkpoint, path)
+        hparams = checkpoint.get("hyper_parameters") or {}
+        for key in FROM_CHECKPOINT:
+            if config.model.get(key) is None and hparams.get(key) is not None:
+                config.model[key] = hparams[key]
+        config.model.pretrained = False  # the weights come from the checkpoint
+
+    # --- instantiation ----------------------------------------------------------------------
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        trainer = config.trainer
+        accelerator = trainer.accelerator if isinstance(trainer.accelerator, str) else "custom"
+        gpu = accelerator in ("gpu", "cuda") or (
+            accelerator == "auto" and torch.cuda.is_available()
+        )
+        world = _device_count(trainer.devices, gpu) * int(trainer.num_nodes)
+        # PyTorch's SyncBatchNorm runs on CUDA only; across GPUs it is what mmseg trains with.
+        if gpu and world > 1:
+            trainer.sync_batchnorm = True
+        elif trainer.sync_batchnorm:
+            logger.warning("sync_batchnorm needs several CUDA devices; turned off")
+            trainer.sync_batchnorm = False
+        if config.get("postprocess"):
+            config.model.postprocess = config.postprocess
+        if config.model.postprocess == "crf":
+            require_crf()  # fail now, not after the model is loaded
+        if self.subcommand == "predict" and not config.get("ckpt_path"):
+            raise ValueError("predict needs --ckpt_path (the weights to predict with)")
+
+    def _run_name(self) -> str:
+        config = self.config[self.subcommand]
+        if config.get("name"):
+            return config.name
+        arch = config.model.arch or "model"
+        suffix = "predict" if self.subcommand == "predict" else config.data.name
+        return f"{arch}_{suffix}"
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self.config[self.subcommand]
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("logger") in (None, True):
+            root, name = Path(config.runs_dir), self._run_name()
+            version = _next_version(root / name)  # one number for both loggers
+            kwargs["logger"] = [
+                TensorBoardLogger(root, name=name, version=version, default_hp_metric=False),
+                CSVLogger(root, name=name, version=version),
+            ]
+        plugins = trainer.get("plugins")
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] * bool(plugins)
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        callbacks = list(trainer.get("callbacks") or [])
+        if trainer.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            kwargs["callbacks"] = [*callbacks, RichProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
+    # --- subcommands ------------------------------------------------------------------------
+
+    def predict(
+        self,
+        model: SegmentationModule,
+        datamodule: SegmentationDataModule | None = None,
+        ckpt_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Label ``--predict_path`` and write PNGs (see :class:`PredictionWriter`)."""
+        config = self.config[self.subcommand]
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        meta = read_metadata(checkpoint, ckpt_path)
+        dataset = ImageFiles(
+            list_images(config.predict_path),
+            base_size=meta.get("base_size"),
+            mean=meta["mean"],
+            std=meta["std"],
+            masks=config.show_errors,
+            mask_dir=config.mask_dir,
+        )
+        writer = PredictionWriter(config.output_dir, show_errors=config.show_errors)
+        self.trainer.callbacks.append(writer)
+        loader = predict_loader(dataset)
+        self.trainer.predict(
+            model, dataloaders=loader, ckpt_path=ckpt_path, return_predictions=False
+        )
+        self.prediction_dir = writer.folder(self.trainer)
+
+
+def _run_command(name: str, argv: list[str]) -> int:
+    module_name, function = COMMANDS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = module_name if err.name and module_name.startswith(err.name) else err.name
+        print(f"error: 'sdnseg {name}' is not available: no module {missing!r}", file=sys.stderr)
+        return 1
+    return int(getattr(module, function)(argv) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sdnseg`` console script; returns the exit code.
+
+    ``argv[0]`` in :data:`COMMANDS` runs that tool; anything else goes to LightningCLI.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return _run_command(argv[0], argv[1:])
+    # Lightning's DDP launcher re-runs sys.argv in each extra process, so it must be this command.
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "sdnseg", *argv]
+    try:
+        SegmentationCLI()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    except USER_ERRORS as err:
+        if os.environ.get("SDNSEG_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

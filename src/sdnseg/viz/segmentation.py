@@ -1,0 +1,82 @@
+"""Segmentation figures: error maps (Figure 1 of the paper) and side-by-side model comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ERROR_COLOUR = (255, 64, 64)
+
+
+def error_map(
+    pred: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
+    ignore_index: int = 255,
+    palette: Sequence[Sequence[int]] | None = None,
+) -> np.ndarray:
+    """(H, W, 3) uint8: wrong pixels coloured, right and unlabelled ones black (the paper's Fig. 1).
+
+    Wrong pixels take the colour of the predicted class when ``palette`` is given, else red.
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape")
+    out = np.zeros((*pred.shape, 3), dtype=np.uint8)
+    wrong = (pred != target) & (target != ignore_index)
+    if palette is None:
+        out[wrong] = ERROR_COLOUR
+    else:
+        colours = np.asarray(palette, dtype=np.uint8)
+        out[wrong] = colours[np.clip(pred[wrong], 0, len(colours) - 1)]
+    return out
+
+
+def comparison_figure(
+    path: str | Path,
+    images: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    predictions: Mapping[str, Sequence[np.ndarray]],
+    palette: Sequence[Sequence[int]],
+    ignore_index: int = 255,
+) -> Path:
+    """One row per image: image, ground truth, then each model's prediction and its error map.
+
+    Args:
+        images: (H, W, 3) uint8 RGB images.
+        targets: (H, W) label maps.
+        predictions: model name -> (H, W) label maps, one per image.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sdnseg.engine.predictor import colorize
+
+    names = list(predictions)
+    cols = 2 + 2 * len(names)
+    fig, axes = plt.subplots(
+        len(images), cols, figsize=(2.4 * cols, 2.4 * len(images)), squeeze=False
+    )
+    for row, (image, target) in enumerate(zip(images, targets, strict=True)):
+        panels = [("image", image), ("ground truth", colorize(target, palette))]
+        for name in names:
+            pred = predictions[name][row]
+            errors = int(((pred != target) & (target != ignore_index)).sum())
+            panels.append((name, colorize(pred, palette)))
+            panels.append((f"{name} errors ({errors} px)", error_map(pred, target, ignore_index)))
+        for ax, (title, panel) in zip(axes[row], panels, strict=True):
+            ax.imshow(panel)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
