@@ -16,6 +16,8 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
     python benchmarks/sdc_speed_cuda.py             # -> benchmarks/results/sdc_speed_cuda.{json,md}
     python benchmarks/sdc_speed_cuda.py --check --device cpu  # dry run, Triton interpreter
 
+    python benchmarks/sdc_speed_cuda.py --compile-only [--arch 90]  # ptxas every config, no GPU
+
 so one GPU session runs ``python benchmarks/sdc_speed_cuda.py --check && python
 benchmarks/sdc_speed_cuda.py``. The first call of each kernel configuration compiles and autotunes
 (seconds); warm-up absorbs it. ``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
@@ -168,6 +170,99 @@ def run_check(device: torch.device) -> bool:
             ok &= passed
             detail = " ".join(f"{k}={e:.1e}" for k, e in errors.items())
             print(f"{'PASS' if passed else 'FAIL'} {str(dtype):15} {case}: {detail}", flush=True)
+    print("PASS" if ok else "FAIL", flush=True)
+    return ok
+
+
+# ----------------------------------------------------------------------------------------------
+# --compile-only: compile every kernel configuration for a GPU architecture without a GPU
+
+
+def compile_only(arch: int, defaults_only: bool) -> bool:
+    """Compile each kernel for sm_<arch> (Triton + ptxas, no device) and report its registers.
+
+    Signatures assume the common case the JIT would specialise on: 16-aligned pointers and
+    16-divisible ints, except K and the W stride of (N, K, H, W) tensors (1).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sdnseg.nn import _triton_kernels as kernels
+
+    if kernels.INTERPRET:
+        print("compile-only: unset TRITON_INTERPRET", file=sys.stderr)
+        return False
+    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    cuobjdump = str(cuobjdump) if cuobjdump.exists() else shutil.which("cuobjdump")
+    ok = True
+    for name, (raw, tuned, config_name) in kernels.KERNELS.items():
+        if defaults_only or tuned is None:
+            configs = [dict(kernels.DEFAULTS[config_name])]
+        else:
+            configs = [
+                {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
+                for c in tuned.configs
+            ]
+        for dtype, prec in (("fp32", "ieee"), ("fp32", "tf32"), ("bf16", "tf32"), ("fp16", "tf32")):
+            if not name.startswith("dc") and prec == "tf32" and dtype == "fp32":
+                continue
+            for config in configs:
+                meta = {k: v for k, v in config.items() if k not in ("num_warps", "num_stages")}
+                if name.startswith("dc"):
+                    meta |= {"DOT_F32": False, "PREC": prec}
+                if name == "nsd_fwd":
+                    meta["BLOCK_KP"] = 8
+                args = raw.arg_names
+                sig = {}
+                for a in args:
+                    if a in meta:
+                        sig[a] = "constexpr"
+                    elif a == "off_ptr":
+                        sig[a] = "*i32"
+                    elif a == "ws_ptr":
+                        sig[a] = "*fp32"
+                    elif a.endswith("_ptr"):
+                        sig[a] = f"*{dtype}"
+                    elif a in ("inv_c", "scale"):
+                        sig[a] = "fp32"
+                    else:
+                        sig[a] = "i32"
+                unit = {a for a in args if a.endswith("_w") and a[:-2] + "_k" in args}
+                attrs = {
+                    (i,): [["tt.divisibility", 16]]
+                    for i, a in enumerate(args)
+                    if sig[a] not in ("constexpr", "fp32") and a != "K" and a not in unit
+                }
+                label = f"{name:9} {dtype} {prec:4} {config}"
+                try:
+                    compiled = triton.compile(
+                        ASTSource(raw, sig, constexprs=meta, attrs=attrs),
+                        target=GPUTarget("cuda", arch, 32),
+                        options={
+                            "num_warps": config["num_warps"],
+                            "num_stages": config["num_stages"],
+                        },
+                    )
+                except Exception as error:  # noqa: BLE001 - report every failing config
+                    ok = False
+                    print(f"FAIL {label}: {type(error).__name__}: {str(error)[:300]}", flush=True)
+                    continue
+                usage = ""
+                if cuobjdump:
+                    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+                        f.write(compiled.asm["cubin"])
+                        f.flush()
+                        out = subprocess.run(
+                            [cuobjdump, "-res-usage", f.name], capture_output=True, text=True
+                        ).stdout
+                    usage = " ".join(w for w in out.split() if w.startswith(("REG:", "STACK:")))
+                shared = compiled.metadata.shared
+                print(f"OK   {label}: {usage} shared={shared}", flush=True)
     print("PASS" if ok else "FAIL", flush=True)
     return ok
 
@@ -338,7 +433,7 @@ def markdown(rows: list[dict], env: dict, iters: int) -> str:
 
             shape = f"{r['N']}, {r['Ci']}->{r['Co']}, {r['H']}x{r['W']}"
             if "error" in r:
-                lines.append(f"| {shape} | {r['method']} | {r['error']} ||||||")
+                lines.append(f"| {shape} | {r['method']} | {r['error']} |" + " |" * 6)
                 continue
             lines.append(
                 f"| {shape} | {r['method']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} "
@@ -375,6 +470,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("cuda", "cpu"),
         help="cpu: run --check under the Triton interpreter (a dry run of this script)",
     )
+    parser.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="compile every kernel config for --arch with ptxas (no GPU needed), print registers",
+    )
+    parser.add_argument("--arch", type=int, default=90, help="sm_XX for --compile-only")
+    parser.add_argument("--defaults-only", action="store_true", help="--compile-only: defaults")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
@@ -382,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
     args = parser.parse_args(argv)
 
+    if args.compile_only:
+        return 0 if compile_only(args.arch, args.defaults_only) else 1
     if args.device == "cpu":
         if not args.check:
             parser.error("--device cpu only dry-runs --check (timings need CUDA)")

@@ -1,8 +1,8 @@
 """ONNX export of a :class:`~sdnseg.models.Segmentor`, with dynamic batch, height and width.
 
 Exporter. We use PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``
-with ``dynamic_axes``). With torch 2.14 the dynamo exporter took 20–30× longer on these models (30 s
-for FCN-R18-D8+SDN, 2 min for Semantic FPN-R18+SDN on one core), gave a ViT graph whose batch
+with ``dynamic_axes``). With torch 2.14 the dynamo exporter took 20–30× longer on these models (here
+30 s for FCN-R18-D8+SDN, 2 min for Semantic FPN-R18+SDN on one core), gave a ViT graph whose batch
 dimension ORT rejected at batch 2, and stops at the SDC's ``lam > 0`` check, which is data-dependent
 under ``torch.export``. The TorchScript exporter records shapes as graph values, so the padding,
 the crop and the ViT position-embedding resize follow the input size; it lacks only timm's
@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -153,12 +153,29 @@ def _example_size(model: nn.Module, input_size: tuple[int, int], dynamic: bool) 
 
 
 def _check_segmentor(model: nn.Module) -> None:
-    missing = [a for a in ("size_divisor", "features", "head") if not hasattr(model, a)]
+    needed = ("size_divisor", "features", "head", "num_classes")
+    missing = [a for a in needed if not hasattr(model, a)]
     if missing:
         raise ValueError(
-            f"export_onnx needs an sdnseg Segmentor (size_divisor, features, head); "
+            f"export_onnx needs an sdnseg Segmentor ({', '.join(needed)}); "
             f"{type(model).__name__} has no {missing}"
         )
+
+
+def _finish(path: str, output_shape: Sequence[int | str]) -> None:
+    """State the output's shape (the exporter's shape inference loses it at the resize to a
+    computed size) and check the model."""
+    import onnx
+
+    proto = onnx.load(path)
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims, output_shape, strict=True):
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
 
 
 def export_onnx(
@@ -202,8 +219,9 @@ def export_onnx(
     device = param.device if param is not None else torch.device("cpu")
     example = torch.zeros(1, 3, height, width, device=device)
     axes = {INPUT_NAME: _DYNAMIC_AXES, OUTPUT_NAME: _DYNAMIC_AXES} if dynamic else None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # A unique name beside the target (os.replace needs the same file system); created by the
+    # exporter, so with the usual permissions, unlike a mkstemp file.
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with _exporting(model, opset), torch.no_grad():
             torch.onnx.export(
@@ -216,6 +234,12 @@ def export_onnx(
                 dynamic_axes=axes,
                 opset_version=opset,
             )
+        sizes = (
+            [_DYNAMIC_AXES[0], _DYNAMIC_AXES[2], _DYNAMIC_AXES[3]]
+            if dynamic
+            else [1, height, width]
+        )
+        _finish(tmp, [sizes[0], model.num_classes, *sizes[1:]])
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

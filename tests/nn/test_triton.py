@@ -24,6 +24,9 @@ if not torch.cuda.is_available():
 
 import importlib.util  # noqa: E402
 import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -318,6 +321,20 @@ def test_only_requested_gradients(device):
     assert_close64(grad_u, grad_ref)
 
 
+def test_broadcast_upstream_gradients(device):
+    """``y.sum()`` / ``d2.sum()`` give stride-0 upstream gradients; the wrappers copy them."""
+    x = make_inputs(CASES["3x3d2"], device, seed=8)
+    offsets = x["offsets"]
+    u, v = (x[name].float().requires_grad_() for name in ("u", "v"))
+    _triton.difference_conv(u, x["s"].float(), x["weight"].float(), offsets).sum().backward()
+    _triton.neighbour_squared_distance(v, offsets).sum().backward()
+    u64, v64 = (x[name].clone().requires_grad_() for name in ("u", "v"))
+    ref_dc(u64, x["s"], x["weight"], offsets).sum().backward()
+    ref_d2(v64, offsets).sum().backward()
+    assert_close64(u.grad, u64.grad)
+    assert_close64(v.grad, v64.grad)
+
+
 def test_neighbours_outside_contribute_nothing(device):
     """S at pixels whose neighbour is outside never enters Y (NaN there is harmless)."""
     x = make_inputs(CASES["3x3d1"], device, seed=6)
@@ -368,13 +385,55 @@ def test_rejects_bad_inputs(device):
     weight = torch.randn(2, 3, 3, 3, device=device)
     s = torch.rand(1, 8, 4, 5, device=device)
     with pytest.raises(ValueError, match="supports"):
-        _triton.difference_conv(u.double(), s, weight, offsets)
+        _triton.TritonDifferenceConv.apply(u.double(), s, weight, offsets)
+    with pytest.raises(ValueError, match="supports"):
+        _triton.TritonNeighbourSquaredDistance.apply(u.double(), offsets)
     with pytest.raises(ValueError, match="s must be"):
         _triton.difference_conv(u, s[:, :7], weight, offsets)
     with pytest.raises(ValueError, match="offsets"):
         _triton.difference_conv(u, s, weight, offsets[:7])
-    with pytest.raises(ValueError, match="supports"):
-        _triton.neighbour_squared_distance(u.double(), offsets)
+
+
+def test_float64_goes_to_the_fast_path(device):
+    """What the kernels do not take (float64) the wrappers hand to the PyTorch fast path."""
+    offsets = kernel_offsets((3, 3), 1)
+    u, v = (torch.randn(1, 3, 4, 5, device=device, dtype=torch.float64) for _ in range(2))
+    weight = torch.randn(2, 3, 3, 3, device=device, dtype=torch.float64)
+    s = torch.rand(1, 8, 4, 5, device=device, dtype=torch.float64)
+    assert not _triton.supports(u) and _triton.supports(u.float())
+    y = _triton.difference_conv(u, s, weight, offsets)
+    assert y.dtype == torch.float64
+    assert_close64(y, ref_dc(u, s, weight, offsets))
+    assert_close64(_triton.neighbour_squared_distance(v, offsets), ref_d2(v, offsets))
+
+
+def test_interpreter_after_a_compiled_import():
+    """triton and the kernels imported without TRITON_INTERPRET, then re-imported with it (what
+    the module fixture does when another test imported them first): the kernels still run."""
+    code = textwrap.dedent(
+        """
+        import os
+        os.environ.pop("TRITON_INTERPRET", None)
+        import torch
+        from sdnseg.nn import _triton
+        from sdnseg.nn._autograd import DifferenceConv, kernel_offsets
+        assert not _triton.kernels_interpreted()
+        os.environ["TRITON_INTERPRET"] = "1"
+        _triton._reload_kernels()
+        assert _triton.kernels_interpreted()
+        offsets = kernel_offsets((3, 3), 1)
+        u, s, w = torch.randn(1, 3, 4, 5), torch.rand(1, 8, 4, 5), torch.randn(2, 3, 3, 3)
+        y = _triton.difference_conv(u, s, w, offsets)
+        torch.testing.assert_close(y, DifferenceConv.apply(u, s, w, offsets))
+        print("OK")
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "OK", result.stderr[-2000:]
 
 
 def test_benchmark_check_dry_run(device, capsys):
@@ -387,3 +446,21 @@ def test_benchmark_check_dry_run(device, capsys):
     spec.loader.exec_module(module)
     assert module.main(["--check", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.strip().endswith("PASS")
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_sm90():
+    """Every kernel compiles for an H100 (Triton + ptxas, no GPU needed): catches what the
+    interpreter cannot (types, layouts, shared memory). ~20 s; run with ``-m slow``."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "sdc_speed_cuda.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    result = subprocess.run(
+        [sys.executable, str(path), "--compile-only", "--arch", "90", "--defaults-only"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().endswith("PASS")

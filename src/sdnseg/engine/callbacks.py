@@ -1,4 +1,8 @@
-"""Callbacks of the CLI: writing predictions to disk.
+"""Callbacks of the CLI: keeping ``last.ckpt`` current, writing predictions to disk.
+
+:class:`LastCheckpoint` rewrites ``last.ckpt`` every N steps, after each validation and when fit
+ends. (Lightning 2.6's ``ModelCheckpoint(save_last=True)`` only refreshes it when its own
+monitored checkpoint is saved, and not at the end of fit.)
 
 :class:`PredictionWriter` saves, per image, the label map (``<stem>_labels.png``, class ids as
 8-bit grey), its palette colours (``<stem>_color.png``), a blend with the image
@@ -16,12 +20,68 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from sdnseg.engine.predictor import colorize
 
-__all__ = ["PredictionWriter", "error_map", "overlay"]
+__all__ = ["LastCheckpoint", "PredictionWriter", "error_map", "overlay"]
+
+
+class LastCheckpoint(Callback):
+    """Keep ``<dirpath>/last.ckpt`` the latest state of the run.
+
+    Saved every ``every_n_train_steps`` optimiser steps (0: never by count), after every
+    validation during fit, and at the end of fit; never twice for one step. A run that fails (a
+    diverging loss, a crash) leaves the last one written, and the writes are atomic with
+    :class:`~sdnseg.engine.AtomicCheckpointIO`.
+
+    Args:
+        dirpath: folder; None uses ``<trainer.log_dir>/checkpoints`` like ``ModelCheckpoint``.
+        filename: file name in ``dirpath``.
+        every_n_train_steps: save period in steps, 0 for none.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | Path | None = None,
+        filename: str = "last.ckpt",
+        every_n_train_steps: int = 0,
+    ) -> None:
+        if every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps must be >= 0, got {every_n_train_steps}")
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.filename = filename
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step: int | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return self.dirpath / self.filename if self.dirpath is not None else None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        if self._saved_step == trainer.global_step:
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        period = self.every_n_train_steps
+        if period and trainer.global_step % period == 0:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
 
 
 def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -14,8 +14,9 @@ and ``--section.key value`` overrides::
     sdnseg predict --ckpt_path last.ckpt --predict_path 'photos/*.jpg' --show_errors true
 
 What the CLI adds to LightningCLI: one run folder per run, ``<runs_dir>/<name>/version_N`` with
-TensorBoard and CSV logs, the resolved ``config.yaml`` and ``checkpoints/`` (``last.ckpt`` and the
-best by ``--checkpoint.monitor``, default ``val/mIoU``, written atomically); a rich progress bar;
+TensorBoard and CSV logs, the resolved ``config.yaml`` and ``checkpoints/``: ``last.ckpt`` (after
+each validation, at the end, and every ``--last_checkpoint.every_n_train_steps``) and the best by
+``--checkpoint.monitor`` (default ``val/mIoU``), all written atomically; a rich progress bar;
 SyncBatchNorm whenever DDP spans several GPUs; with ``--ckpt_path``, the network (arch, overrides,
 classes, inference mode) is taken from the checkpoint unless given; ``--postprocess crf`` for
 ``test`` and ``predict``. Other subcommands (:data:`COMMANDS`) are functions
@@ -33,9 +34,10 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -45,7 +47,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from sdnseg.data import SegmentationDataModule
-from sdnseg.engine.callbacks import PredictionWriter
+from sdnseg.engine.callbacks import LastCheckpoint, PredictionWriter
 from sdnseg.engine.checkpoint import AtomicCheckpointIO, read_metadata
 from sdnseg.engine.images import ImageFiles, list_images, predict_loader
 from sdnseg.engine.module import SegmentationModule
@@ -106,6 +108,18 @@ def _next_version(folder: Path) -> int:
     return max(versions, default=-1) + 1
 
 
+class _ArgumentParser(LightningArgumentParser):
+    """LightningArgumentParser whose errors are one line and a tip, not the 100-line usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"error: {message}\ntip: the accepted options: {prog} --help\n")
+        sys.exit(2)
+
+
 class SegmentationCLI(LightningCLI):
     """LightningCLI for :class:`SegmentationModule` / :class:`SegmentationDataModule`.
 
@@ -121,6 +135,7 @@ class SegmentationCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             auto_configure_optimizers=False,
+            parser_class=_ArgumentParser,
             parser_kwargs={
                 "description": (
                     "Boundary-accurate semantic segmentation with Semantic Diffusion Networks. "
@@ -138,17 +153,17 @@ class SegmentationCLI(LightningCLI):
             "--name", type=str | None, default=None, help="Run name; default <arch>_<data.name>."
         )
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of the run folders.")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")  # the best one
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/mIoU",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.save_top_k": 1,
                 "checkpoint.filename": "best-step={step}-{val/mIoU:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
 
     def _prepare_subcommand_parser(
         self, klass: type, subcommand: str, **kwargs: Any
@@ -236,10 +251,12 @@ class SegmentationCLI(LightningCLI):
         if trainer.get("logger") in (None, True):
             root, name = Path(config.runs_dir), self._run_name()
             version = _next_version(root / name)  # one number for both loggers
-            kwargs["logger"] = [
-                TensorBoardLogger(root, name=name, version=version, default_hp_metric=False),
-                CSVLogger(root, name=name, version=version),
-            ]
+            csv = CSVLogger(root, name=name, version=version)
+            _ = csv.experiment  # create the folder now: CSVLogger warns if it finds files there
+            tensorboard = TensorBoardLogger(
+                root, name=name, version=version, default_hp_metric=False
+            )
+            kwargs["logger"] = [tensorboard, csv]
         plugins = trainer.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] * bool(plugins)
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -252,6 +269,11 @@ class SegmentationCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     # --- subcommands ------------------------------------------------------------------------
+
+    def before_fit(self) -> None:
+        # SegmentationDataModule resumes mid-epoch through its sampler, whose position is in the
+        # checkpoint; Lightning only looks for state on the DataLoader and would warn regardless.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
 
     def predict(
         self,

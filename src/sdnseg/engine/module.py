@@ -29,6 +29,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from sdnseg.data.datasets import IGNORE_INDEX, default_palette
@@ -127,6 +128,7 @@ class SegmentationModule(L.LightningModule):
         if postprocess not in POSTPROCESSORS:
             raise ValueError(f"postprocess must be one of {POSTPROCESSORS}, got {postprocess!r}")
         self.save_hyperparameters(ignore=["net"])
+        self.ignore_index = ignore_index
         self.arch = arch
         self.model_overrides = dict(model_overrides or {})
         self.model_config: ModelConfig | None = None
@@ -155,7 +157,6 @@ class SegmentationModule(L.LightningModule):
         self.test_scales = tuple(test_scales) if test_scales else (1.0,)
         self.test_flip = test_flip
         self.postprocess = postprocess
-        self.ignore_index = ignore_index
         # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
         # module used without data.
         self.data_info: dict[str, Any] = {
@@ -363,7 +364,7 @@ class SegmentationModule(L.LightningModule):
             for name in names:
                 values[f"BF@{name}"] = bf[f"BF@{name}"]
                 values[f"BF@{name}_skip"] = bf_skip[f"BF@{name}"]
-            if per_class:
+            if per_class and not suffix:
                 values.update({f"IoU/{c}": iou for c, iou in zip(classes, seg["IoU"], strict=True)})
             # torchmetrics has synchronised the states already, so every process holds the same
             # values; sync_dist only keeps Lightning's distributed logging consistent.
@@ -415,6 +416,10 @@ class SegmentationModule(L.LightningModule):
             if self.data_info.get(key) is None:
                 self.data_info[key] = meta.get(key)
         self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
+        if self._trainer is not None and self.trainer.state.fn != TrainerFn.FITTING:
+            # Evaluating: the checkpoint callbacks' state (best score, paths) is of no use, and
+            # Lightning would warn about every callback of the training run it cannot match.
+            checkpoint.pop("callbacks", None)
 
     def on_train_start(self) -> None:
         # Restored here, not at load time: Lightning creates the data-loader iterator in between,

@@ -37,7 +37,7 @@ def to_chw_uint8(image: Any) -> torch.Tensor:
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[-1] != 3 and image.shape[0] == 3:
             image = image.transpose(1, 2, 0)
-        tensor = torch.from_numpy(np.ascontiguousarray(image))
+        tensor = torch.from_numpy(np.array(image, copy=True))  # owned and writable
         tensor = tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor
     elif isinstance(image, torch.Tensor):
         tensor = image.detach().cpu()

@@ -35,6 +35,17 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "TritonDifferenceConv",
+    "TritonNeighbourSquaredDistance",
+    "difference_conv",
+    "is_available",
+    "kernels_interpreted",
+    "neighbour_squared_distance",
+    "supports",
+]
+
 Offset = tuple[int, int]
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -139,6 +150,11 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def supports(x: torch.Tensor) -> bool:
+    """Whether the kernels take this (N, C, H, W) tensor: its dtype and its per-image size."""
+    return x.dtype in SUPPORTED_DTYPES and x.dim() == 4 and x[0].numel() < 2**31
+
+
 def _check_feature(name: str, x: torch.Tensor) -> None:
     if x.dim() != 4:
         raise ValueError(f"{name} must be (N, C, H, W), got shape {tuple(x.shape)}")
@@ -238,7 +254,15 @@ class TritonNeighbourSquaredDistance(torch.autograd.Function):
 
 
 def neighbour_squared_distance(v: torch.Tensor, offsets: Sequence[Offset]) -> torch.Tensor:
-    """Triton twin of ``NeighbourSquaredDistance.apply(v, offsets)``: (N, K, H, W), v's dtype."""
+    """Triton twin of ``NeighbourSquaredDistance.apply(v, offsets)``: (N, K, H, W), v's dtype.
+
+    Inputs the kernels do not take (float64, over 2^31 elements per image) go to the PyTorch
+    fast path, so a backend switch may route every CUDA tensor here.
+    """
+    if not supports(v):
+        from sdnseg.nn._autograd import NeighbourSquaredDistance
+
+        return NeighbourSquaredDistance.apply(v, list(offsets))
     return TritonNeighbourSquaredDistance.apply(v, list(offsets))
 
 
@@ -413,5 +437,13 @@ class TritonDifferenceConv(torch.autograd.Function):
 def difference_conv(
     u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets: Sequence[Offset]
 ) -> torch.Tensor:
-    """Triton twin of ``DifferenceConv.apply(u, s, weight, offsets)``: (N, Co, H, W), u's dtype."""
+    """Triton twin of ``DifferenceConv.apply(u, s, weight, offsets)``: (N, Co, H, W), u's dtype.
+
+    Inputs the kernels do not take (float64, over 2^31 elements per image) go to the PyTorch
+    fast path, so a backend switch may route every CUDA tensor here.
+    """
+    if not (supports(u) and supports(s)):
+        from sdnseg.nn._autograd import DifferenceConv
+
+        return DifferenceConv.apply(u, s, weight, list(offsets))
     return TritonDifferenceConv.apply(u, s, weight, list(offsets))

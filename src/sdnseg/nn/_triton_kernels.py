@@ -17,6 +17,11 @@ A neighbour outside the image contributes nothing: every load that touches ``m +
 pixel ``m - o_k`` whose neighbour is ``m``) is masked by the in-image test, and the difference of
 two masked loads is 0 - 0 = 0, so neither padding values nor S at such pixels ever enter a result.
 
+The kernels call only Triton builtins and their own helpers, not ``triton.language``'s
+``@jit`` standard library (``tl.zeros``, ``tl.sum``, ``tl.cdiv``): those are decorated when
+``triton`` is imported, so if that happened without ``TRITON_INTERPRET=1`` they could not run
+under the interpreter even after this module is re-imported with it (see the tests).
+
 All accumulation is fp32. The dot operands are the input dtype (fp32, bf16, fp16); ``DOT_F32``
 upcasts the (already rounded) operands to fp32 for the Triton interpreter, whose ``tl.dot`` reads
 bfloat16 as its raw uint16 bits (triton 3.8), so the interpreter computes what the GPU computes.
@@ -35,6 +40,11 @@ import triton.language as tl
 
 INTERPRET: bool = bool(triton.knobs.runtime.interpret)
 AUTOTUNE: bool = not INTERPRET and os.environ.get("SDNSEG_TRITON_AUTOTUNE", "1") != "0"
+
+
+@triton.jit
+def _add(a, b):
+    return a + b
 
 
 @triton.jit
@@ -71,7 +81,7 @@ def _nsd_fwd_kernel(
     n, yy, xx = _pixel_coords(rm, HW, W)
     v_row = n * sv_n + yy * sv_h + xx * sv_w
     kcol = tl.arange(0, BLOCK_KP)
-    acc = tl.zeros((BLOCK_M, BLOCK_KP), dtype=tl.float32)
+    acc = tl.full((BLOCK_M, BLOCK_KP), 0.0, tl.float32)
     for c0 in range(0, C, BLOCK_C):
         rc = c0 + tl.arange(0, BLOCK_C)
         c_ok = rc < C
@@ -85,7 +95,7 @@ def _nsd_fwd_kernel(
             m2 = ok[:, None] & c_ok[None, :]
             vn = tl.load(v_ptr + (v_row + dy * sv_h + dx * sv_w)[:, None] + rc[None, :], mask=m2)
             diff = tl.where(m2, vn.to(tl.float32) - vc, 0.0)
-            part = tl.sum(diff * diff, axis=1)
+            part = tl.reduce(diff * diff, 1, _add)
             acc += tl.where(kcol[None, :] == k, part[:, None], 0.0)
     d_ptrs = d2_ptr + (n * sd_n + yy * sd_h + xx * sd_w)[:, None] + kcol[None, :] * sd_k
     tl.store(
@@ -121,7 +131,7 @@ def _nsd_bwd_kernel(
     vc = tl.load(
         v_ptr + v_row[:, None] + rc[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0
     ).to(tl.float32)
-    acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    acc = tl.full((BLOCK_M, BLOCK_C), 0.0, tl.float32)
     for k in range(0, K):
         dy = tl.load(off_ptr + 2 * k)
         dx = tl.load(off_ptr + 2 * k + 1)
@@ -169,8 +179,8 @@ def _dc_fwd_kernel(
     u_row = n * su_n + yy * su_h + xx * su_w
     s_row = n * ss_n + yy * ss_h + xx * ss_w
     dot_ty = u_ptr.dtype.element_ty
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for t in range(0, tl.cdiv(CI, BLOCK_K) * K):
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    for t in range(0, ((CI + BLOCK_K - 1) // BLOCK_K) * K):
         k = t % K
         rc = (t // K) * BLOCK_K + tl.arange(0, BLOCK_K)
         c_ok = rc < CI
@@ -223,8 +233,8 @@ def _dc_bwd_u_kernel(
     g_row = n * sg_n + yy * sg_h + xx * sg_w
     s_row = n * ss_n + yy * ss_h + xx * ss_w
     dot_ty = g_ptr.dtype.element_ty
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for t in range(0, tl.cdiv(CO, BLOCK_K) * K):
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    for t in range(0, ((CO + BLOCK_K - 1) // BLOCK_K) * K):
         k = t % K
         ro = (t // K) * BLOCK_K + tl.arange(0, BLOCK_K)
         o_ok = ro < CO
@@ -286,11 +296,11 @@ def _dc_bwd_s_kernel(
     un_row = u_row + dy * su_h + dx * su_w
     g_row = n * sg_n + yy * sg_h + xx * sg_w
     dot_ty = u_ptr.dtype.element_ty
-    gs = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    gs = tl.full((BLOCK_M,), 0.0, tl.float32)
     for o0 in range(0, CO, BLOCK_N):
         ro = o0 + tl.arange(0, BLOCK_N)
         o_ok = ro < CO
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
         for c0 in range(0, CI, BLOCK_K):
             rc = c0 + tl.arange(0, BLOCK_K)
             c_ok = rc < CI
@@ -310,7 +320,7 @@ def _dc_bwd_s_kernel(
         g = tl.load(
             g_ptr + g_row[:, None] + ro[None, :], mask=ok[:, None] & o_ok[None, :], other=0.0
         )
-        gs += tl.sum(acc * g.to(tl.float32), axis=1)
+        gs += tl.reduce(acc * g.to(tl.float32), 1, _add)
     o_ptrs = gs_ptr + n * so_n + k * so_k + yy * so_h + xx * so_w
     tl.store(o_ptrs, gs.to(gs_ptr.dtype.element_ty), mask=row_ok)
 
@@ -333,7 +343,7 @@ def _dc_bwd_w_kernel(
     pid_t = tl.program_id(0)
     k = tl.program_id(1)
     split = tl.program_id(2)
-    n_co_tiles = tl.cdiv(CO, BLOCK_CO)
+    n_co_tiles = (CO + BLOCK_CO - 1) // BLOCK_CO
     ri = (pid_t // n_co_tiles) * BLOCK_CI + tl.arange(0, BLOCK_CI)
     ro = (pid_t % n_co_tiles) * BLOCK_CO + tl.arange(0, BLOCK_CO)
     i_ok = ri < CI
@@ -343,7 +353,7 @@ def _dc_bwd_w_kernel(
     start = split * PIX_PER_SPLIT
     end = tl.minimum(start + PIX_PER_SPLIT, NHW)
     dot_ty = u_ptr.dtype.element_ty
-    acc = tl.zeros((BLOCK_CI, BLOCK_CO), dtype=tl.float32)
+    acc = tl.full((BLOCK_CI, BLOCK_CO), 0.0, tl.float32)
     for m0 in range(start, end, BLOCK_M):
         rm = m0 + tl.arange(0, BLOCK_M)
         row_ok = rm < end
@@ -377,7 +387,10 @@ def _dc_bwd_w_kernel(
 
 
 # (block_a, block_b, block_c, num_warps, num_stages); the first entry is the untuned default.
-_GEMM_BLOCKS = [
+# Chosen by compiling every entry for sm_90 ahead of time (ptxas, no GPU): none of the defaults
+# spills registers for fp32 (IEEE or TF32) or bf16 when the channel counts are multiples of 16;
+# the larger entries are there for the autotuner, which drops any that fail on a smaller GPU.
+_FWD_BLOCKS = [
     (128, 64, 32, 4, 3),
     (64, 64, 32, 4, 3),
     (128, 128, 32, 8, 3),
@@ -385,17 +398,27 @@ _GEMM_BLOCKS = [
     (128, 128, 64, 8, 2),
     (64, 64, 64, 4, 2),
 ]
-_SGRAD_BLOCKS = [
+_DGRAD_BLOCKS = [
     (64, 64, 32, 4, 3),
+    (128, 128, 32, 8, 2),
     (128, 64, 32, 4, 3),
     (64, 128, 32, 4, 3),
+    (64, 64, 64, 4, 2),
+    (128, 128, 16, 8, 3),
+]
+_SGRAD_BLOCKS = [
+    (64, 64, 32, 4, 3),
+    (128, 64, 32, 8, 2),
+    (64, 64, 32, 4, 2),
     (128, 128, 32, 8, 3),
+    (64, 128, 32, 4, 3),
 ]
 _WGRAD_BLOCKS = [
     (64, 64, 64, 4, 3),
     (128, 128, 32, 8, 3),
+    (64, 64, 32, 4, 3),
+    (128, 128, 64, 8, 2),
     (64, 128, 64, 4, 3),
-    (128, 64, 64, 4, 3),
 ]
 _NSD_FWD_BLOCKS = [(64, 32, 0, 4, 2), (128, 32, 0, 4, 2), (32, 64, 0, 4, 2), (128, 64, 0, 8, 2)]
 _NSD_BWD_BLOCKS = [(64, 32, 0, 4, 2), (128, 32, 0, 4, 2), (64, 64, 0, 4, 2), (128, 64, 0, 8, 2)]
@@ -414,7 +437,8 @@ def _default(blocks, names) -> dict[str, int]:
 
 if INTERPRET:
     DEFAULTS = {
-        "gemm": {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16},
+        "fwd": {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16},
+        "dgrad": {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16},
         "sgrad": {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16},
         "wgrad": {"BLOCK_CI": 16, "BLOCK_CO": 16, "BLOCK_M": 32},
         "nsd_fwd": {"BLOCK_M": 32, "BLOCK_C": 16},
@@ -422,7 +446,8 @@ if INTERPRET:
     }
 else:
     DEFAULTS = {
-        "gemm": _default(_GEMM_BLOCKS, _GEMM_NAMES),
+        "fwd": _default(_FWD_BLOCKS, _GEMM_NAMES),
+        "dgrad": _default(_DGRAD_BLOCKS, _GEMM_NAMES),
         "sgrad": _default(_SGRAD_BLOCKS, _GEMM_NAMES),
         "wgrad": _default(_WGRAD_BLOCKS, _WGRAD_NAMES),
         "nsd_fwd": _default(_NSD_FWD_BLOCKS, _NSD_NAMES),
@@ -444,20 +469,24 @@ def _tuned(kernel, configs, key):
     return triton.autotune(configs=configs, key=key)(kernel)
 
 
-dc_fwd_tuned = _tuned(_dc_fwd_kernel, _configs(_GEMM_BLOCKS, _GEMM_NAMES), ["CI", "CO", "K"])
-dc_bwd_u_tuned = _tuned(_dc_bwd_u_kernel, _configs(_GEMM_BLOCKS, _GEMM_NAMES), ["CI", "CO", "K"])
-dc_bwd_s_tuned = _tuned(_dc_bwd_s_kernel, _configs(_SGRAD_BLOCKS, _GEMM_NAMES), ["CI", "CO"])
+dc_fwd_tuned = _tuned(_dc_fwd_kernel, _configs(_FWD_BLOCKS, _GEMM_NAMES), ["CI", "CO", "K", "PREC"])
+dc_bwd_u_tuned = _tuned(
+    _dc_bwd_u_kernel, _configs(_DGRAD_BLOCKS, _GEMM_NAMES), ["CI", "CO", "K", "PREC"]
+)
+dc_bwd_s_tuned = _tuned(
+    _dc_bwd_s_kernel, _configs(_SGRAD_BLOCKS, _GEMM_NAMES), ["CI", "CO", "PREC"]
+)
 dc_bwd_w_tuned = _tuned(
     _dc_bwd_w_kernel,
     _configs(_WGRAD_BLOCKS, _WGRAD_NAMES),
-    ["CI", "CO", "K"],
+    ["CI", "CO", "K", "PREC"],
 )
 nsd_fwd_tuned = _tuned(_nsd_fwd_kernel, _configs(_NSD_FWD_BLOCKS, _NSD_NAMES), ["C", "K"])
 nsd_bwd_tuned = _tuned(_nsd_bwd_kernel, _configs(_NSD_BWD_BLOCKS, _NSD_NAMES), ["C", "K"])
 
 KERNELS = {
-    "dc_fwd": (_dc_fwd_kernel, dc_fwd_tuned, "gemm"),
-    "dc_bwd_u": (_dc_bwd_u_kernel, dc_bwd_u_tuned, "gemm"),
+    "dc_fwd": (_dc_fwd_kernel, dc_fwd_tuned, "fwd"),
+    "dc_bwd_u": (_dc_bwd_u_kernel, dc_bwd_u_tuned, "dgrad"),
     "dc_bwd_s": (_dc_bwd_s_kernel, dc_bwd_s_tuned, "sgrad"),
     "dc_bwd_w": (_dc_bwd_w_kernel, dc_bwd_w_tuned, "wgrad"),
     "nsd_fwd": (_nsd_fwd_kernel, nsd_fwd_tuned, "nsd_fwd"),

@@ -1,0 +1,192 @@
+"""The report of ``sdnseg study``: tables (mean ± std over seeds), paired differences, plots.
+
+Values are fractions in the JSON and percent (differences in points) in the markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sdnseg.engine.study import Study
+
+METRICS = (
+    "mIoU",
+    "mIoU_ms",
+    "BF@1px",
+    "BF@3px",
+    "BF@1px_skip",
+    "BF@3px_skip",
+    "BF@1px_ms",
+    "BF@3px_ms",
+)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(results: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per configuration: seeds, mean and std of every metric, cost and time."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        groups[r["name"]].append(r)
+    summary = {}
+    for name, runs in groups.items():
+        entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in runs)}
+        for metric in METRICS:
+            mean, std = _mean_std([r["test"].get(metric, math.nan) for r in runs])
+            entry[metric] = {"mean": mean, "std": std}
+        entry["params"] = runs[0]["params"]
+        entry["gflops"] = runs[0]["gflops"]
+        entry["seconds_per_epoch"] = _mean_std([r["seconds_per_epoch"] for r in runs])[0]
+        summary[name] = entry
+    return summary
+
+
+def paired(study: Study, results: list[dict]) -> list[dict]:
+    """Per seed, each configuration minus the baseline it names as ``pair``."""
+    by_key = {(r["name"], r["seed"]): r for r in results}
+    rows = []
+    for run in study.runs:
+        if run.pair is None:
+            continue
+        for seed in run.seeds:
+            a, b = by_key.get((run.pair, seed)), by_key.get((run.name, seed))
+            if a is None or b is None:
+                continue
+            rows.append(
+                {
+                    "baseline": run.pair,
+                    "variant": run.name,
+                    "seed": seed,
+                    **{m: b["test"].get(m, math.nan) - a["test"].get(m, math.nan) for m in METRICS},
+                }
+            )
+    return rows
+
+
+def _pct(mean: float, std: float | None = None) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def markdown(study: Study, summary: dict, pairs: list[dict], results: list[dict]) -> str:
+    lines = [
+        "# Study results",
+        "",
+        f"Fit config `{study.config}`; test scales {study.test_scales}, flip {study.test_flip}.",
+        "Mean ± std over seeds, percent. s.s. = single scale; m.s. = multi-scale + flip.",
+        "",
+        "| configuration | seeds | mIoU s.s. | mIoU m.s. | BF@1px | BF@3px | BF@1px skip "
+        "| BF@3px skip | params (M) | GFLOPs | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in summary.items():
+        cells = [_pct(e[m]["mean"], e[m]["std"]) for m in METRICS[:6]]
+        lines.append(
+            f"| {name} | {len(e['seeds'])} | {' | '.join(cells)} | {e['params'] / 1e6:.2f} "
+            f"| {e['gflops']:.1f} | {e['seconds_per_epoch']:.0f} |"
+        )
+    if pairs:
+        lines += [
+            "",
+            "## Paired differences (variant − baseline, same seed, points)",
+            "",
+            "| variant | baseline | seed | ΔmIoU s.s. | ΔmIoU m.s. | ΔBF@1px | ΔBF@3px "
+            "| ΔBF@1px skip | ΔBF@3px skip |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for p in pairs:
+            cells = [
+                "–" if math.isnan(p[m]) else f"{100 * p[m]:+.2f}" for m in METRICS[:6]
+            ]
+            lines.append(f"| {p['variant']} | {p['baseline']} | {p['seed']} | {' | '.join(cells)} |")
+    lines += ["", "## Commands", ""]
+    for r in results:
+        lines += [f"- {r['name']} seed {r['seed']}:", f"  `{r['fit_command']}`", f"  `{r['test_command']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in summary:
+        curves = [r["history"] for r in results if r["name"] == name]
+        by_epoch: dict[float, list[float]] = defaultdict(list)
+        for curve in curves:
+            for row in curve:
+                if "val/mIoU" in row:
+                    by_epoch[row.get("epoch", 0)].append(row["val/mIoU"])
+        if by_epoch:
+            epochs = sorted(by_epoch)
+            ax.plot(epochs, [100 * statistics.fmean(by_epoch[e]) for e in epochs], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU (%), mean over seeds")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(_save(fig, Path(f"{study.results}_curves.png")))
+    plt.close(fig)
+
+    names = list(summary)
+    fig, axes = plt.subplots(1, 3, figsize=(4 * 3, 0.45 * len(names) + 2))
+    for ax, metric in zip(axes, ("mIoU", "BF@1px", "BF@3px"), strict=True):
+        means = [100 * summary[n][metric]["mean"] for n in names]
+        stds = [100 * summary[n][metric]["std"] for n in names]
+        ax.barh(names, means, xerr=stds, capsize=3)
+        ax.set_title(f"{metric} (%)")
+        finite = [m for m in means if not math.isnan(m)]
+        if finite:
+            ax.set_xlim(max(0.0, min(finite) - 10), max(finite) + 5)
+    fig.tight_layout()
+    written.append(_save(fig, Path(f"{study.results}_bars.png")))
+    plt.close(fig)
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(study: Study, results: list[dict]) -> None:
+    """``<results>.json``, ``<results>.md`` and the plots, from the finished runs."""
+    if not results:
+        return
+    summary = summarise(results)
+    pairs = paired(study, results)
+    payload = {
+        "study": {"config": study.config, "test_scales": study.test_scales, "flip": study.test_flip},
+        "summary": summary,
+        "paired": pairs,
+        "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
+    }
+    base = Path(study.results)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, text in (
+        (".json", json.dumps(payload, indent=2, allow_nan=True) + "\n"),
+        (".md", markdown(study, summary, pairs, results)),
+    ):
+        path = base.with_name(base.name + suffix)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    plots(study, summary, results)
