@@ -17,9 +17,11 @@ How each number is taken (all recorded in the JSON too):
   layout: ``(H+2)(W+2)`` instead of ``H·W``), checked on every run (``sdc_check``). Elementwise
   work is counted for no model (norms, activations, resizes, softmax, and the SDC's differences and
   similarity, ``O(N·H·W·(kh·kw−1)·(Ci + Cf))``).
-* Latency: median wall time of a few forwards after one warm-up, eval, ``torch.no_grad``,
-  ``torch.set_num_threads(2)``, library defaults (the SDC may ``torch.compile`` its kernels on its
-  first large input; that time falls in the warm-up).
+* Latency: median and minimum wall time of a few forwards after warm-up runs, eval,
+  ``torch.no_grad``, ``torch.set_num_threads(2)``, library defaults (the SDC may ``torch.compile``
+  its kernels on its first large input; that time falls in the warm-up). The models of a pair take
+  turns in every round, so that the bursts of a shared machine hit them alike; the load average is
+  recorded.
 * Peak memory: the largest total size of the tensors the forward pass allocates that are alive at
   the same time (activations and temporaries), tracked by a ``TorchDispatchMode`` that counts each
   new storage until it is freed. Weights are not included (params × 4 bytes), nor allocator caching,
@@ -35,6 +37,7 @@ import argparse
 import contextlib
 import gc
 import os
+import statistics
 import sys
 import time
 import weakref
@@ -47,7 +50,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, median_time, write_results  # noqa: E402
+from _common import environment, write_results  # noqa: E402
 from sdnseg.models import create_model  # noqa: E402
 from sdnseg.nn import _autograd  # noqa: E402
 from sdnseg.nn.functional import semantic_difference_conv2d  # noqa: E402
@@ -155,20 +158,40 @@ def inference_params(model: torch.nn.Module) -> tuple[int, int]:
     return total - aux, neck
 
 
-def measure(model: torch.nn.Module, size: tuple[int, int], repeats: int, warmup: int) -> dict:
-    images = torch.randn(1, 3, *size)
+def count(model: torch.nn.Module, images: torch.Tensor) -> dict:
+    """FLOPs and peak activation memory of one eager forward pass."""
     known = [*model.parameters(), *model.buffers(), images]
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
+    with torch.no_grad(), eager_sdc(), counter, LiveTensorBytes(known) as memory:
+        model(images)
+    return {"gflops": counter.get_total_flops() / 1e9, "peak_activation_mb": memory.peak / 2**20}
+
+
+def time_interleaved(models: list, images: torch.Tensor, repeats: int, warmup: int) -> list[dict]:
+    """Latency of each model, the models taking turns in every round.
+
+    Two cores shared with other work give bursts of slowdown (an OpenMP thread descheduled
+    stalls the other): taking turns puts a pair's models in the same conditions, so their ratio
+    stays meaningful; the minimum is the least disturbed run.
+    """
+    samples: list[list[float]] = [[] for _ in models]
     with torch.no_grad():
-        with eager_sdc():
-            counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
-            with counter, LiveTensorBytes(known) as memory:
+        for model in models:
+            for _ in range(warmup):
                 model(images)
-        seconds = median_time(lambda: model(images), repeats=repeats, warmup=warmup)
-    return {
-        "gflops": counter.get_total_flops() / 1e9,
-        "latency_ms": seconds * 1e3,
-        "peak_activation_mb": memory.peak / 2**20,
-    }
+        for _ in range(repeats):
+            for model, times in zip(models, samples, strict=True):
+                start = time.perf_counter()
+                model(images)
+                times.append(time.perf_counter() - start)
+    return [
+        {
+            "latency_ms": statistics.median(t) * 1e3,
+            "latency_min_ms": min(t) * 1e3,
+            "latency_samples_ms": [round(x * 1e3, 1) for x in t],
+        }
+        for t in samples
+    ]
 
 
 def variants(base: str, full_width: bool) -> list[tuple[str, str, dict]]:
@@ -180,16 +203,15 @@ def variants(base: str, full_width: bool) -> list[tuple[str, str, dict]]:
     return out
 
 
-def run(pairs, sizes, repeats: dict[bool, int], warmup: int) -> list[dict]:
-    results = []
-    for label, base, full_width in pairs:
-        baseline = None
-        for variant, name, overrides in variants(base, full_width):
-            start = time.perf_counter()
-            torch.manual_seed(0)
-            model = create_model(name, NUM_CLASSES, **overrides).eval()
-            params, neck = inference_params(model)
-            row = {
+def run_pair(label: str, base: str, full_width: bool, sizes, repeats: int, warmup: int) -> list:
+    start = time.perf_counter()
+    rows, models = [], []
+    for variant, name, overrides in variants(base, full_width):
+        torch.manual_seed(0)
+        model = create_model(name, NUM_CLASSES, **overrides).eval()
+        params, neck = inference_params(model)
+        rows.append(
+            {
                 "pair": label,
                 "variant": variant,
                 "model": name,
@@ -198,26 +220,27 @@ def run(pairs, sizes, repeats: dict[bool, int], warmup: int) -> list[dict]:
                 "neck_params_m": neck / 1e6,
                 "sizes": {},
             }
-            for size in sizes:
-                row["sizes"][f"{size[0]}x{size[1]}"] = measure(
-                    model, size, repeats[base in PAPER_SCALE], warmup
-                )
-            del model
-            gc.collect()
-            if baseline is None:
-                baseline = row
-            else:
-                row["ratio"] = _ratios(row, baseline)
-            row["bench_s"] = round(time.perf_counter() - start, 1)
-            print(f"{label:20s} {variant:17s} {row['bench_s']:6.1f}s", file=sys.stderr, flush=True)
-            results.append(row)
-    return results
+        )
+        models.append(model)
+    for size in sizes:
+        images = torch.randn(1, 3, *size)
+        timings = time_interleaved(models, images, repeats, warmup)
+        for row, model, timing in zip(rows, models, timings, strict=True):
+            row["sizes"][f"{size[0]}x{size[1]}"] = {**count(model, images), **timing}
+    for row in rows[1:]:
+        row["ratio"] = _ratios(row, rows[0])
+    del models
+    gc.collect()
+    print(f"{label:20s} {time.perf_counter() - start:6.1f}s", file=sys.stderr, flush=True)
+    return rows
 
 
 def _ratios(row: dict, baseline: dict) -> dict:
     ratios = {"params": row["params_m"] / baseline["params_m"]}
     for size, values in row["sizes"].items():
-        ratios[size] = {k: v / baseline["sizes"][size][k] for k, v in values.items()}
+        ratios[size] = {
+            k: v / baseline["sizes"][size][k] for k, v in values.items() if isinstance(v, float)
+        }
     return ratios
 
 
@@ -238,9 +261,11 @@ def markdown(payload: dict) -> str:
         "* Params: inference path (the training-only auxiliary head excluded).",
         "* GFLOPs: `FlopCounterMode`, 2 per multiply-add (mmseg reports multiply-adds, half "
         "these); convs, matmuls (the SDC's product included) and attention; no elementwise ops.",
-        f"* Latency: median of {payload['repeats']['paper_scale']} (paper scale) or "
-        f"{payload['repeats']['cpu_scale']} (CPU scale) runs after {payload['warmup']} warm-up, "
-        "`no_grad`.",
+        f"* Latency: median and minimum of {payload['repeats']['paper_scale']} (paper scale) or "
+        f"{payload['repeats']['cpu_scale']} (CPU scale) runs after {payload['warmup']} warm-up "
+        "runs, `no_grad`; a pair's models take turns in each round. The 2 cores were shared "
+        f"with other work (load average {payload['load_average']['start']:.1f} at the start, "
+        f"{payload['load_average']['end']:.1f} at the end): the minimum is the least disturbed.",
         "* Peak act.: peak bytes of tensors allocated by the forward pass and alive together "
         "(weights excluded); not process RSS.",
         "* full width: `sdc_channels=None`, `guidance_channels` = last stage width (the paper's "
@@ -251,8 +276,9 @@ def markdown(payload: dict) -> str:
             "",
             f"## {size.replace('x', '×')}",
             "",
-            "| Model | Variant | Params (M) | GFLOPs | CPU latency (ms) | Peak act. (MB) |",
-            "|---|---|---:|---:|---:|---:|",
+            "| Model | Variant | Params (M) | GFLOPs | Latency, median (ms) | Latency, min (ms) "
+            "| Peak act. (MB) |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         for row in payload["results"]:
             ratio = row.get("ratio")
@@ -262,6 +288,7 @@ def markdown(payload: dict) -> str:
                 _cell(row["params_m"], ratio["params"] if ratio else None, 2),
                 _cell(values["gflops"], r.get("gflops"), 1),
                 _cell(values["latency_ms"], r.get("latency_ms"), 0),
+                _cell(values["latency_min_ms"], r.get("latency_min_ms"), 0),
                 _cell(values["peak_activation_mb"], r.get("peak_activation_mb"), 1),
             ]
             lines.append(f"| {row['pair']} | {row['variant']} | " + " | ".join(cells) + " |")
@@ -272,9 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", help="baselines to run (default: all pairs)")
     parser.add_argument("--sizes", nargs="*", default=[f"{h}x{w}" for h, w in SIZES])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs, CPU-scale models")
-    parser.add_argument("--repeats-paper", type=int, default=3, help="timed runs, paper scale")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs, CPU-scale models")
+    parser.add_argument("--repeats-paper", type=int, default=5, help="timed runs, paper scale")
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print markdown, write nothing")
     args = parser.parse_args(argv)
@@ -292,10 +319,22 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": {"paper_scale": args.repeats_paper, "cpu_scale": args.repeats},
         "warmup": args.warmup,
         "sdc_check": sdc_check(),
+        "load_average": {"start": os.getloadavg()[0]},
         "method": __doc__,
     }
-    repeats = {True: args.repeats_paper, False: args.repeats}
-    payload["results"] = run(pairs, sizes, repeats, args.warmup)
+    payload["results"] = [
+        row
+        for label, base, full_width in pairs
+        for row in run_pair(
+            label,
+            base,
+            full_width,
+            sizes,
+            args.repeats_paper if base in PAPER_SCALE else args.repeats,
+            args.warmup,
+        )
+    ]
+    payload["load_average"]["end"] = os.getloadavg()[0]
     payload["total_s"] = round(time.perf_counter() - start, 1)
     text = markdown(payload)
     if args.no_write:

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from .tiny import quiet, run_main, tiny_fit_args
+from sdnseg.engine.cli import main
+
+from .tiny import quiet, tiny_fit_args
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +30,7 @@ def trained(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     quiet()
     try:
-        assert run_main(tiny_fit_args(runs, "trained")) == 0
+        assert main(tiny_fit_args(runs, "trained")) == 0
     finally:
         torch.set_num_threads(threads)
     return runs / "trained" / "version_0"

@@ -16,10 +16,10 @@ from PIL import Image
 
 from sdnseg.data import DATASETS, SyntheticShapes
 from sdnseg.engine import cli
-from sdnseg.engine.callbacks import error_map
+from sdnseg.engine.cli import main
 from sdnseg.models import list_models
 
-from .tiny import QUIET, TINY_DATA, TINY_MODEL, run_main, tiny_fit_args
+from .tiny import QUIET, TINY_DATA, TINY_MODEL, tiny_fit_args
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 HAS_CRF = importlib.util.find_spec("pydensecrf") is not None
@@ -53,7 +53,7 @@ def test_fit_writes_one_run_folder(trained):
 
 def test_validate_takes_the_network_from_the_checkpoint(trained, tmp_path):
     args = ["validate", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt")]
-    assert run_main([*args, *TINY_DATA, *QUIET, "--runs_dir", str(tmp_path)]) == 0
+    assert main([*args, *TINY_DATA, *QUIET, "--runs_dir", str(tmp_path)]) == 0
     run = tmp_path / "fcn_r18d8_synthetic" / "version_0"
     fit_score = last_row(trained, "val/mIoU")["val/mIoU"]
     assert float(last_row(run, "val/mIoU")["val/mIoU"]) == pytest.approx(float(fit_score))
@@ -65,7 +65,7 @@ def test_test_reports_single_and_multi_scale_side_by_side(trained, tmp_path):
     args += ["--model.test_flip", "true"]
     if HAS_CRF:
         args += ["--postprocess", "crf"]
-    assert run_main(args) == 0
+    assert main(args) == 0
     row = last_row(only_run(tmp_path), "test/mIoU")
     suffixes = ["", "_ms"] + (["_crf", "_ms_crf"] if HAS_CRF else [])
     for suffix in suffixes:
@@ -91,12 +91,11 @@ def write_camvid(root: Path, splits: dict[str, int]) -> Path:
 def test_checkpoints_score_any_camvid_split(tmp_path):
     root = write_camvid(tmp_path / "camvid", {"train": 4, "val": 2, "unseen": 2})
     camvid = ["--data.name", "camvid", "--data.root", str(root), "--data.crop_size", "[24, 32]"]
-    args = tiny_fit_args(tmp_path / "runs", "camvid", steps=2)
-    args = [a for a in args if a not in TINY_DATA] + camvid + ["--data.batch_size", "2"]
-    assert run_main(args) == 0
+    data = [*camvid, "--data.batch_size", "2"]
+    assert main(tiny_fit_args(tmp_path / "runs", "camvid", steps=2, data=data)) == 0
     last = tmp_path / "runs" / "camvid" / "version_0" / "checkpoints" / "last.ckpt"
     test = ["test", "--ckpt_path", str(last), *camvid, *QUIET, "--data.test_split", "unseen"]
-    assert run_main([*test, "--runs_dir", str(tmp_path / "test")]) == 0
+    assert main([*test, "--runs_dir", str(tmp_path / "test")]) == 0
     row = last_row(only_run(tmp_path / "test"), "test/mIoU")
     assert "test/IoU/Bicyclist" in row
 
@@ -113,7 +112,7 @@ def test_predict_writes_labels_colours_overlays_and_error_maps(trained, tmp_path
     out = tmp_path / "out"
     args = ["predict", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), *QUIET]
     args += ["--predict_path", str(images / "*.png"), "--show_errors", "true"]
-    assert run_main([*args, "--runs_dir", str(tmp_path / "runs"), "--output_dir", str(out)]) == 0
+    assert main([*args, "--runs_dir", str(tmp_path / "runs"), "--output_dir", str(out)]) == 0
     for stem, (height, width) in sizes.items():
         labels = Image.open(out / f"{stem}_labels.png")
         assert labels.mode == "L" and labels.size == (width, height)
@@ -121,11 +120,13 @@ def test_predict_writes_labels_colours_overlays_and_error_maps(trained, tmp_path
         for kind in ("color", "overlay", "errors"):
             picture = Image.open(out / f"{stem}_{kind}.png")
             assert picture.mode == "RGB" and picture.size == (width, height)
+        # Figure 1's error map: black exactly where the prediction is right.
+        errors = np.asarray(Image.open(out / f"{stem}_errors.png"))
+        right = np.asarray(labels) == np.asarray(Image.open(masks / f"{stem}.png"))
+        assert (errors[right] == 0).all() and (errors[~right].max(axis=-1) > 0).all()
     # Without --output_dir the pictures go into the run folder.
     args = ["predict", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), *QUIET]
-    assert (
-        run_main([*args, "--predict_path", str(images / "a.png"), "--runs_dir", str(tmp_path)]) == 0
-    )
+    assert main([*args, "--predict_path", str(images / "a.png"), "--runs_dir", str(tmp_path)]) == 0
     run = tmp_path / "fcn_r18d8_predict" / "version_0"
     assert sorted(p.name for p in (run / "predictions").iterdir()) == [
         "a_color.png",
@@ -134,20 +135,9 @@ def test_predict_writes_labels_colours_overlays_and_error_maps(trained, tmp_path
     ]
 
 
-def test_error_map_colours_wrong_pixels_only():
-    palette = [(10, 20, 30), (40, 50, 60), (70, 80, 90)]
-    labels = np.array([[0, 1], [2, 2]])
-    mask = np.array([[0, 2], [255, 1]])
-    errors = error_map(labels, mask, palette)
-    assert errors[0, 0].tolist() == [0, 0, 0]  # right
-    assert errors[0, 1].tolist() == [70, 80, 90]  # wrong: the true class's colour
-    assert errors[1, 0].tolist() == [0, 0, 0]  # unlabelled
-    assert errors[1, 1].tolist() == [40, 50, 60]
-
-
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_resolves(config, capsys):
-    assert run_main(["fit", "--config", str(config), "--print_config"]) == 0
+    assert main(["fit", "--config", str(config), "--print_config"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["arch"] in list_models()
     assert resolved["data"]["name"] in DATASETS
@@ -155,7 +145,7 @@ def test_every_config_resolves(config, capsys):
 
 
 def fit_error(args: list[str], capsys) -> str:
-    code = run_main(["fit", *args, *QUIET, "--trainer.max_steps", "1"])
+    code = main(["fit", *args, *QUIET, "--trainer.max_steps", "1"])
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     return err
@@ -185,7 +175,7 @@ def test_bad_input_is_one_message(args, message, capsys, tmp_path):
 def test_a_checkpoint_of_another_model_is_one_message(trained, capsys, tmp_path):
     args = ["validate", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), *QUIET]
     args += ["--model.arch", "semfpn_r18", *TINY_DATA, "--runs_dir", str(tmp_path)]
-    assert run_main(args) == 1
+    assert main(args) == 1
     err = capsys.readouterr().err
     assert (
         err.startswith("error: the checkpoint holds a 'fcn_r18d8' model") and "Traceback" not in err
@@ -198,9 +188,12 @@ def test_other_subcommands_are_dispatched_lazily(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sdnseg_fake_tool", tool)
     monkeypatch.setitem(cli.COMMANDS, "fake", "sdnseg_fake_tool:main")
     monkeypatch.setitem(cli.COMMANDS, "gone", "sdnseg_no_such_module:main")
-    assert run_main(["fake", "--x", "1"]) == 2
-    assert run_main(["gone"]) == 1
+    monkeypatch.setitem(cli.COMMANDS, "nofunc", "sdnseg_fake_tool:run")
+    assert main(["fake", "--x", "1"]) == 2
+    assert main(["gone"]) == 1
     assert "'sdnseg gone' is not available" in capsys.readouterr().err
+    assert main(["nofunc"]) == 1
+    assert "no sdnseg_fake_tool:run" in capsys.readouterr().err
     assert set(cli.COMMANDS) >= {"demo", "visualize_sdn", "export", "study"}
 
 

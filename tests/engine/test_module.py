@@ -149,6 +149,20 @@ def test_slide_mode_matches_whole_when_the_window_covers_the_image(tmp_path):
     assert a["val/mIoU"] == pytest.approx(b["val/mIoU"])
 
 
+def test_bf16_mixed_precision_on_cpu(tmp_path):
+    module = SegmentationModule("fcn_r18d8", model_overrides=TINY, schedule_steps=2)
+    trainer = tiny_trainer(
+        tmp_path,
+        max_steps=2,
+        precision="bf16-mixed",
+        val_check_interval=2,
+        check_val_every_n_epoch=None,
+    )
+    trainer.fit(module, datamodule=tiny_data())
+    assert math.isfinite(trainer.callback_metrics["val/loss"])
+    assert 0 <= trainer.callback_metrics["val/mIoU"] <= 1
+
+
 class InjectNaN(L.Callback):
     """Poisons one weight before the batch of step ``step`` (a diverging run)."""
 

@@ -10,11 +10,10 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-
-from sdnseg.engine.cli import main
 
 # The smallest backbone timm has; the heads follow its channels.
 TINY_MODEL = [
@@ -34,12 +33,14 @@ QUIET = [
 ]  # fmt: skip
 
 
-def tiny_fit_args(runs: Path, name: str, steps: int = 4) -> list[str]:
+def tiny_fit_args(
+    runs: Path, name: str, steps: int = 4, data: Sequence[str] = tuple(TINY_DATA)
+) -> list[str]:
     """``sdnseg fit`` arguments of a tiny run validating once, at its last step."""
     return [
         "fit",
         *TINY_MODEL,
-        *TINY_DATA,
+        *data,
         *QUIET,
         "--runs_dir", str(runs),
         "--name", name,
@@ -49,11 +50,6 @@ def tiny_fit_args(runs: Path, name: str, steps: int = 4) -> list[str]:
         "--trainer.log_every_n_steps", "1",
         "--trainer.deterministic", "true",
     ]  # fmt: skip
-
-
-def run_main(args: list[str]) -> int:
-    """``sdnseg`` in this process."""
-    return main(args)
 
 
 def run_subprocess(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -70,4 +66,4 @@ def run_subprocess(args: list[str], cwd: Path, timeout: float = 120) -> subproce
 
 def quiet() -> None:
     # Lightning's own use of a deprecated torch pytree API, warned on every fit.
-    warnings.filterwarnings("ignore", message=".*treespec", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*treespec")

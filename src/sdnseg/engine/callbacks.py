@@ -7,8 +7,8 @@ monitored checkpoint is saved, and not at the end of fit.)
 :class:`PredictionWriter` saves, per image, the label map (``<stem>_labels.png``, class ids as
 8-bit grey), its palette colours (``<stem>_color.png``), a blend with the image
 (``<stem>_overlay.png``) and, when asked and a mask exists, the error map of the paper's Figure 1
-(``<stem>_errors.png``): wrongly labelled pixels in the colour of their true class, correct and
-unlabelled pixels black.
+(``<stem>_errors.png``, :func:`sdnseg.viz.segmentation.error_map`): wrong pixels in the colour of
+the predicted class, right and unlabelled ones (mask values outside the classes) black.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from sdnseg.engine.predictor import colorize
+from sdnseg.viz.segmentation import error_map
 
-__all__ = ["LastCheckpoint", "PredictionWriter", "error_map", "overlay"]
+__all__ = ["LastCheckpoint", "PredictionWriter", "overlay"]
 
 
 class LastCheckpoint(Callback):
@@ -90,16 +91,6 @@ def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.nda
     return blend.round().clip(0, 255).astype(np.uint8)
 
 
-def error_map(labels: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """Wrong pixels in their true class's colour, right and unlabelled ones black: (H, W, 3).
-
-    Mask values outside ``[0, len(palette))`` (e.g. 255) are unlabelled.
-    """
-    labelled = (mask >= 0) & (mask < len(palette))
-    wrong = labelled & (labels != mask)
-    return colorize(np.where(wrong, mask, 0), palette) * wrong[..., None].astype(np.uint8)
-
-
 class PredictionWriter(BasePredictionWriter):
     """Write each predicted label map as PNGs (see the module docstring).
 
@@ -135,7 +126,8 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         folder = self.folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
-        palette = pl_module.metadata()["palette"]
+        meta = pl_module.metadata()
+        palette, ignore_index = meta["palette"], meta["ignore_index"]
         for index, path in enumerate(prediction["path"]):
             labels = prediction["labels"][index].numpy()
             colors = colorize(labels, palette)
@@ -148,7 +140,10 @@ class PredictionWriter(BasePredictionWriter):
             }
             mask = batch.get("mask", [None] * len(prediction["path"]))[index]
             if self.show_errors and mask is not None:
-                outputs["errors"] = error_map(labels, torch.as_tensor(mask).numpy(), palette)
+                mask = torch.as_tensor(mask).numpy()
+                # Values that are no class (CamVid's void 11, 255) are unlabelled.
+                mask = np.where((mask >= 0) & (mask < len(palette)), mask, ignore_index)
+                outputs["errors"] = error_map(labels, mask, ignore_index, palette)
             for kind, array in outputs.items():
                 target = Path(f"{stem}_{kind}.png")
                 Image.fromarray(array).save(target)

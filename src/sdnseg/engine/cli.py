@@ -257,8 +257,8 @@ class SegmentationCLI(LightningCLI):
                 root, name=name, version=version, default_hp_metric=False
             )
             kwargs["logger"] = [tensorboard, csv]
-        plugins = trainer.get("plugins")
-        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] * bool(plugins)
+        plugins = trainer.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         callbacks = list(trainer.get("callbacks") or [])
@@ -311,7 +311,10 @@ def _run_command(name: str, argv: list[str]) -> int:
         missing = module_name if err.name and module_name.startswith(err.name) else err.name
         print(f"error: 'sdnseg {name}' is not available: no module {missing!r}", file=sys.stderr)
         return 1
-    return int(getattr(module, function)(argv) or 0)
+    if not callable(entry := getattr(module, function, None)):
+        print(f"error: 'sdnseg {name}' is not available: no {COMMANDS[name]}", file=sys.stderr)
+        return 1
+    return int(entry(argv) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -202,22 +202,23 @@ class SegmentationModule(L.LightningModule):
         """Take class count, names, palette and normalisation from the datamodule; build the net
         if ``num_classes`` was left to the data."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        data_classes = getattr(datamodule, "num_classes", None)
+        classes = getattr(datamodule, "classes", None)  # any datamodule may lack the metadata
         if self.net is None:
-            if data_classes is None:
+            if classes is None:
                 raise ValueError("num_classes is not set and there is no datamodule to tell it")
-            self._attach(build_model(self.model_config, data_classes, self.hparams.pretrained))
-        elif data_classes is not None and data_classes != self.num_classes:
+            self._attach(build_model(self.model_config, len(classes), self.hparams.pretrained))
+        elif classes is not None and len(classes) != self.num_classes:
             raise ValueError(
                 f"the model predicts {self.num_classes} classes but the data "
-                f"{getattr(datamodule, 'name', '')!r} has {data_classes} "
-                f"({', '.join(map(str, datamodule.classes[:5]))}...); set --model.num_classes "
-                f"{data_classes} or leave it out to take it from the data"
+                f"{getattr(datamodule, 'name', '')!r} has {len(classes)} "
+                f"({', '.join(map(str, classes[:5]))}...); set --model.num_classes "
+                f"{len(classes)} or leave it out to take it from the data"
             )
-        if datamodule is not None:
+        if classes is not None:
+            palette = getattr(datamodule, "palette", None) or default_palette(len(classes))
             self.data_info.update(
-                classes=list(datamodule.classes),
-                palette=[list(colour) for colour in datamodule.palette],
+                classes=list(classes),
+                palette=[list(colour) for colour in palette],
                 mean=list(getattr(datamodule, "mean", IMAGENET_MEAN)),
                 std=list(getattr(datamodule, "std", IMAGENET_STD)),
                 base_size=_list_or_none(getattr(datamodule, "base_size", None)),
@@ -282,7 +283,11 @@ class SegmentationModule(L.LightningModule):
     # --- evaluation -------------------------------------------------------------------------
 
     def _probs(
-        self, images: torch.Tensor, size: Sequence[int], scales=(1.0,), flip=False
+        self,
+        images: torch.Tensor,
+        size: Sequence[int],
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
     ) -> torch.Tensor:
         return probabilities(
             self.net,
@@ -412,9 +417,8 @@ class SegmentationModule(L.LightningModule):
         meta = ckpt.read_metadata(checkpoint)
         config = self.model_config.to_dict() if self.model_config else None
         ckpt.check_compatible(meta, self.arch, config, self.num_classes)
-        for key in ("classes", "palette", "base_size"):
-            if self.data_info.get(key) is None:
-                self.data_info[key] = meta.get(key)
+        if self.data_info["classes"] is None:  # no datamodule: the checkpoint's data describes it
+            self.data_info.update({k: meta[k] for k in self.data_info if k in meta})
         self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
         if self._trainer is not None and self.trainer.state.fn != TrainerFn.FITTING:
             # Evaluating: the checkpoint callbacks' state (best score, paths) is of no use, and

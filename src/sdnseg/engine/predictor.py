@@ -27,9 +27,9 @@ __all__ = ["Predictor", "colorize", "probabilities", "to_chw_uint8"]
 def to_chw_uint8(image: Any) -> torch.Tensor:
     """An image as a uint8 (3, H, W) tensor.
 
-    Accepts a PIL image, a numpy array (H, W, 3) or (H, W), or a tensor (3, H, W), (H, W, 3) or
-    (H, W). Numpy arrays are read channels-last (the PIL / OpenCV convention), tensors
-    channels-first unless their first dimension is not 3 and their last is. Float inputs are taken
+    Accepts a PIL image, or a numpy array or tensor of shape (H, W, 3), (3, H, W) or (H, W)
+    (grey, repeated). Where the shape alone does not tell (3 on both ends), numpy arrays are read
+    channels-last (the PIL / OpenCV convention) and tensors channels-first. Float inputs are taken
     to be on the 0..255 scale.
     """
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image

@@ -5,11 +5,13 @@ mmengine's ``PolyLR(eta_min, power, by_epoch=False)`` in closed form,
 warm-up factor that grows from ``warmup_ratio`` to 1 over the first ``warmup_steps`` iterations
 (mmengine's ``LinearLR(start_factor=warmup_ratio, by_epoch=False)``).
 
-The factor is a small callable class rather than a closure so that ``LambdaLR.state_dict()``
+The factor is a small callable dataclass rather than a closure so that ``LambdaLR.state_dict()``
 stores its settings in the checkpoint (a closure would be silently dropped).
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -37,6 +39,7 @@ def poly_lr(
     return lr
 
 
+@dataclass
 class PolyWarmupFactor:
     """``LambdaLR`` factor ``poly_lr(step, ...) / base_lr`` for one parameter group.
 
@@ -49,38 +52,26 @@ class PolyWarmupFactor:
         warmup_ratio: warm-up start factor.
     """
 
-    def __init__(
-        self,
-        total_steps: int,
-        base_lr: float,
-        min_lr: float = 1e-4,
-        power: float = 0.9,
-        warmup_steps: int = 0,
-        warmup_ratio: float = 1e-6,
-    ) -> None:
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be positive, got {total_steps}")
-        if base_lr <= 0:
-            raise ValueError(f"base_lr must be positive, got {base_lr}")
-        if warmup_steps < 0 or not 0 < warmup_ratio <= 1:
+    total_steps: int
+    base_lr: float
+    min_lr: float = 1e-4
+    power: float = 0.9
+    warmup_steps: int = 0
+    warmup_ratio: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1:
+            raise ValueError(f"total_steps must be positive, got {self.total_steps}")
+        if self.base_lr <= 0:
+            raise ValueError(f"base_lr must be positive, got {self.base_lr}")
+        if self.warmup_steps < 0 or not 0 < self.warmup_ratio <= 1:
             raise ValueError(
-                f"need warmup_steps >= 0 and 0 < warmup_ratio <= 1, got {warmup_steps}, "
-                f"{warmup_ratio}"
+                f"need warmup_steps >= 0 and 0 < warmup_ratio <= 1, got {self.warmup_steps}, "
+                f"{self.warmup_ratio}"
             )
-        self.total_steps, self.base_lr, self.min_lr = total_steps, base_lr, min_lr
-        self.power, self.warmup_steps, self.warmup_ratio = power, warmup_steps, warmup_ratio
 
     def __call__(self, step: int) -> float:
-        lr = poly_lr(
-            step,
-            self.total_steps,
-            self.base_lr,
-            self.min_lr,
-            self.power,
-            self.warmup_steps,
-            self.warmup_ratio,
-        )
-        return lr / self.base_lr
+        return poly_lr(step, **asdict(self)) / self.base_lr
 
 
 def poly_scheduler(

@@ -239,7 +239,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sdnseg study", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="the study YAML file")
     parser.add_argument("--only", nargs="*", default=None, help="run only these configurations")
-    parser.add_argument("--report_only", action="store_true", help="rewrite the report, run nothing")
+    parser.add_argument(
+        "--report_only", action="store_true", help="rewrite the report, run nothing"
+    )
     args = parser.parse_args(argv)
     from sdnseg.engine.study_report import write_report
 

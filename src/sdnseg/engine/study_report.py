@@ -108,13 +108,17 @@ def markdown(study: Study, summary: dict, pairs: list[dict], results: list[dict]
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for p in pairs:
-            cells = [
-                "–" if math.isnan(p[m]) else f"{100 * p[m]:+.2f}" for m in METRICS[:6]
-            ]
-            lines.append(f"| {p['variant']} | {p['baseline']} | {p['seed']} | {' | '.join(cells)} |")
+            cells = ["–" if math.isnan(p[m]) else f"{100 * p[m]:+.2f}" for m in METRICS[:6]]
+            lines.append(
+                f"| {p['variant']} | {p['baseline']} | {p['seed']} | {' | '.join(cells)} |"
+            )
     lines += ["", "## Commands", ""]
     for r in results:
-        lines += [f"- {r['name']} seed {r['seed']}:", f"  `{r['fit_command']}`", f"  `{r['test_command']}`"]
+        lines += [
+            f"- {r['name']} seed {r['seed']}:",
+            f"  `{r['fit_command']}`",
+            f"  `{r['test_command']}`",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -174,7 +178,11 @@ def write_report(study: Study, results: list[dict]) -> None:
     summary = summarise(results)
     pairs = paired(study, results)
     payload = {
-        "study": {"config": study.config, "test_scales": study.test_scales, "flip": study.test_flip},
+        "study": {
+            "config": study.config,
+            "test_scales": study.test_scales,
+            "flip": study.test_flip,
+        },
         "summary": summary,
         "paired": pairs,
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
