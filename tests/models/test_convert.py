@@ -121,6 +121,18 @@ def test_mmseg_imagenet_layout_with_classifier():
     assert set(convert_mmseg_resnet_v1c(state)) == {"conv1.0.weight", "layer1.0.conv1.weight"}
 
 
+def test_timm_deep_stem_checkpoint_is_loaded_as_is(tmp_path):
+    source = timm.create_model("resnet18", stem_type="deep", stem_width=32)
+    state = source.state_dict()  # layer1.0.conv1.weight must not pass for torchvision's conv1
+    assert detect_format(state) == "timm"
+    path = tmp_path / "timm.pth"
+    torch.save(state, path)
+    backbone = create_model("fcn_r18d8", 3).backbone
+    missing, unexpected = load_backbone_checkpoint(backbone, path)
+    assert missing == [] and sorted(unexpected) == ["fc.bias", "fc.weight"]
+    assert _assert_loaded(backbone, state) == len(state) - 2
+
+
 def test_sdnseg_checkpoint_is_timm_format(tmp_path):
     source = create_model("fcn_r18d8", 3)
     path = tmp_path / "sdnseg.pth"

@@ -123,17 +123,21 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
     ``conv1.weight`` and ``layer1.*`` keys (timm's plain-stem ResNets share this layout, and its
     conversion keeps them as they are); else ``"timm"`` (keys used as they are).
     """
-    stem = conv1 = layer1 = False
+    found: dict[str, set[str]] = {}  # prefix -> the marks of the keys under it
     for key, value in state_dict.items():
         parts = key.split(".")
         for start in range(min(_PREFIX_DEPTH, len(parts) - 1) + 1):
-            rest = parts[start:]
-            stem |= rest[0] == "stem" and len(rest) > 2 and rest[1].isdigit()
-            conv1 |= rest == ["conv1", "weight"] and value.dim() == 4
-            layer1 |= rest[0] == "layer1"
-    if layer1 and stem:
+            prefix, rest = ".".join(parts[:start]), parts[start:]
+            marks = found.setdefault(prefix, set())
+            if rest[0] == "layer1":
+                marks.add("layer1")
+            elif rest[0] == "stem" and len(rest) > 2 and rest[1].isdigit():
+                marks.add("stem")
+            elif rest == ["conv1", "weight"] and value.dim() == 4:
+                marks.add("conv1")
+    if any({"stem", "layer1"} <= marks for marks in found.values()):
         return "mmseg"
-    if layer1 and conv1:
+    if any({"conv1", "layer1"} <= marks for marks in found.values()):
         return "torchvision"
     return "timm"
 
