@@ -73,12 +73,16 @@ def _train_and_evaluate(arch: str, args: argparse.Namespace, out: Path) -> dict:
         callbacks=[RichProgressBar()],
         num_sanity_val_steps=0,
         limit_val_batches=0,
+        log_every_n_steps=10,
         enable_model_summary=False,
     )
     start = time.perf_counter()
     trainer.fit(module, data)
     train_time = time.perf_counter() - start
-    (metrics,) = trainer.validate(module, data, verbose=False)
+    evaluator = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    (metrics,) = evaluator.validate(module, data, verbose=False)
     module.eval()
     val = data.datasets["val"]
     samples = [val[i] for i in range(min(3, len(val)))]
@@ -112,7 +116,8 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*`training_step` returned.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 
     diffusion = diffusion_figure(out / "diffusion.png")
     console.print(f"classical diffusion figure (Eq. 3-4): [bold]{diffusion}[/]")

@@ -248,14 +248,14 @@ def _convert_with_prefix(
         )
     adds = {""} | {k.split(".")[0] + "." for k in own if "." in k}
     best, best_hits, best_ignored, first_error = None, -1, 0, None
-    for strip in sorted(strips, key=len):
+    for strip in sorted(strips, key=lambda p: (len(p), p)):
         subset = {k.removeprefix(strip): v for k, v in state.items() if k.startswith(strip)}
         try:
             converted = convert(subset)
         except ValueError as err:
             first_error = first_error or err
             continue
-        for add in sorted(adds, key=len):
+        for add in sorted(adds, key=lambda p: (len(p), p)):
             candidate = {add + k: v for k, v in converted.items()}
             hits = sum(k in own for k in candidate)
             if hits > best_hits:
