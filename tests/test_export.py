@@ -90,3 +90,14 @@ def test_errors(tmp_path):
         export_onnx(torch.nn.Conv2d(3, 3, 1), tmp_path / "m.onnx")
     with pytest.raises(FileNotFoundError, match="absent.onnx"):
         verify_onnx(model, tmp_path / "absent.onnx", torch.randn(1, 3, 32, 32))
+
+
+def test_export_command_writes_and_checks(tmp_path, capsys):
+    from sdnseg.engine.cli import main
+
+    out = tmp_path / "m.onnx"
+    args = ["export", "--arch", "fcn_r18d8_sdn", "--num_classes", "3", "--output", str(out)]
+    assert main([*args, "--input_size", "64", "64"]) == 0
+    assert out.is_file() and "max |diff|" in capsys.readouterr().out
+    assert main(["export", "--ckpt_path", str(tmp_path / "none.ckpt"), "--output", str(out)]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err

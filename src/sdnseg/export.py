@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -291,3 +292,41 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, input: torch.Tensor) 
             f"for input {tuple(input.shape)}"
         )
     return float(abs(actual - expected).max())
+
+
+def main(argv: list[str]) -> int:
+    """``sdnseg export``: a checkpoint (or a zoo model) to ONNX, checked with onnxruntime."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sdnseg export", description=main.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="an sdnseg checkpoint (sdnseg fit)")
+    source.add_argument("--arch", help="a zoo model with random weights, e.g. fcn_r18d8_sdn")
+    parser.add_argument("--num_classes", type=int, default=19, help="with --arch")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--input_size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--static", action="store_true", help="fix batch 1 and --input_size")
+    parser.add_argument("--opset", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.ckpt_path:
+            from sdnseg.engine.checkpoint import load_model
+
+            model = load_model(args.ckpt_path).net
+        else:
+            from sdnseg.models import create_model
+
+            model = create_model(args.arch, args.num_classes)
+        path = export_onnx(model, args.output, args.input_size, not args.static, args.opset)
+        h, w = args.input_size
+        check = torch.randn(1 if args.static else 2, 3, h if args.static else h + 32, w)
+        if args.static:
+            check = check[:, :, :h]
+        difference = verify_onnx(model, path, check)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {path}; onnxruntime vs PyTorch on {tuple(check.shape)}: max |diff| {difference:.2e}"
+    )
+    return 0

@@ -13,6 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdnseg.viz import save_figure
+
 if TYPE_CHECKING:
     from sdnseg.engine.study import Study
 
@@ -144,8 +146,7 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
     ax.set_ylabel("val mIoU (%), mean over seeds")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    written.append(_save(fig, Path(f"{study.results}_curves.png")))
-    plt.close(fig)
+    written.append(save_figure(fig, Path(f"{study.results}_curves.png")))
 
     names = list(summary)
     fig, axes = plt.subplots(1, 3, figsize=(4 * 3, 0.45 * len(names) + 2))
@@ -158,17 +159,8 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
         if finite:
             ax.set_xlim(max(0.0, min(finite) - 10), max(finite) + 5)
     fig.tight_layout()
-    written.append(_save(fig, Path(f"{study.results}_bars.png")))
-    plt.close(fig)
+    written.append(save_figure(fig, Path(f"{study.results}_bars.png")))
     return written
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
 
 
 def write_report(study: Study, results: list[dict]) -> None:

@@ -22,11 +22,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import timm
 import torch
-from timm.layers import resample_abs_pos_embed
 from timm.models._features import FeatureGetterNet
 from torch import nn
 
@@ -107,54 +105,14 @@ class Backbone(nn.Module):
     def load_checkpoint(self, path: str | os.PathLike) -> tuple[list[str], list[str]]:
         """Load a local checkpoint into the backbone, non-strictly.
 
-        Accepts a plain state dict or one wrapped under ``"state_dict"`` / ``"model"``; strips a
-        ``"module."`` (DataParallel) or ``"backbone.body."`` (an sdnseg segmentor) prefix; resizes
-        a ViT position embedding to this model's grid. Keys absent from the backbone (e.g. a
-        classifier) are unexpected; weights of another shape are skipped and counted as missing.
+        Key layouts of timm, torchvision ResNets and mmsegmentation's ``resnet50_v1c`` are
+        detected and converted (:func:`sdnseg.models.convert.load_backbone_checkpoint`); wrappers
+        (``"state_dict"``/``"model"``) and prefixes (``module.``, ``backbone.``) are stripped; a
+        ViT position embedding is resized to this model's grid.
 
         Returns:
             ``(missing_keys, unexpected_keys)``, also logged as warnings.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone checkpoint not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        while isinstance(state, dict):
-            inner = state.get("state_dict", state.get("model"))
-            if not isinstance(inner, dict):
-                break
-            state = inner
-        own = self.body.state_dict()
-        state = _align_prefix(state, own)
-        skipped = []
-        for key, value in list(state.items()):
-            if key not in own or own[key].shape == value.shape:
-                continue
-            if key.endswith("pos_embed") and hasattr(self.body, "model"):
-                vit = self.body.model
-                state[key] = resample_abs_pos_embed(
-                    value, list(vit.patch_embed.grid_size), num_prefix_tokens=vit.num_prefix_tokens
-                )
-            else:
-                skipped.append(key)
-                del state[key]
-        result = self.body.load_state_dict(state, strict=False)
-        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-        if skipped:
-            logger.warning("%s: shape mismatch, not loaded: %s", path, skipped)
-        if missing:
-            logger.warning("%s: missing keys in checkpoint: %s", path, missing)
-        if unexpected:
-            logger.warning("%s: unexpected keys in checkpoint: %s", path, unexpected)
-        return missing, unexpected
+        from sdnseg.models.convert import load_backbone_checkpoint
 
-
-def _align_prefix(state: dict, own: dict) -> dict:
-    """Re-prefix checkpoint keys so that they match the most keys of ``own``."""
-    best, best_hits = state, -1
-    for strip, add in (("", ""), ("module.", ""), ("backbone.body.", ""), ("", "model.")):
-        candidate = {add + k.removeprefix(strip): v for k, v in state.items()}
-        hits = sum(k in own for k in candidate)
-        if hits > best_hits:
-            best, best_hits = candidate, hits
-    return best
+        return load_backbone_checkpoint(self, path)

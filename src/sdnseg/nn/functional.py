@@ -91,7 +91,9 @@ def _check_lam(lam: torch.Tensor | float) -> None:
     if isinstance(lam, torch.Tensor):
         if lam.numel() != 1:
             raise ValueError(f"lam must be a scalar, got a tensor of shape {tuple(lam.shape)}")
-        if not bool(lam.detach() > 0):
+        # A value check cannot be traced: export and compile trust the module's softplus.
+        tracing = _exporting() or torch.compiler.is_compiling()
+        if not tracing and not bool(lam.detach() > 0):
             raise ValueError(f"lam must be positive, got {lam.item()}")
     elif not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be positive, got {lam!r}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from sdnseg.nn.functional import semantic_diffusion
+from sdnseg.viz import save_figure
 
 
 def two_region_image(size: int = 96, noise: float = 0.12, seed: int = 0) -> torch.Tensor:
@@ -53,10 +54,4 @@ def diffusion_figure(
     axes[3].set_title(f"profile along row {row}")
     axes[3].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

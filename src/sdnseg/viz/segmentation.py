@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sdnseg.viz import save_figure
+
 ERROR_COLOUR = (255, 64, 64)
 
 
@@ -73,10 +75,4 @@ def comparison_figure(
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
