@@ -25,3 +25,11 @@ def test_diffusion_figure_is_written(tmp_path):
     with Image.open(path) as img:
         assert img.size[0] > img.size[1] > 100
     assert [p.name for p in path.parent.iterdir()] == ["diffusion.png"]  # no temp file left
+
+
+def test_diffusion_command(tmp_path, capsys):
+    from sdnseg.engine.cli import main
+
+    out = tmp_path / "d.png"
+    assert main(["diffusion", "--output", str(out), "--steps", "2"]) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
