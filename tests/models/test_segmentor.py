@@ -33,10 +33,10 @@ def test_input_is_zero_padded_bottom_right_and_logits_cropped(toy_segmentor):
     torch.testing.assert_close(model(x), model(padded)[..., :17, :23], atol=0, rtol=0)
 
 
-def test_sdn_neck_doubles_divisor_and_odd_sizes_work(toy_segmentor):
+def test_sdn_neck_keeps_the_divisor_and_odd_sizes_work(toy_segmentor):
     neck = SingleScaleSDN([8, 16], guidance_channels=4, sdc_channels=4)
-    assert toy_segmentor(neck=neck).size_divisor == 8
-    # Without the ×2 padding, Φ's output has an odd size and is resized bilinearly in the SDC.
+    assert toy_segmentor(neck=neck).size_divisor == toy_segmentor().size_divisor == 4
+    # Φ's output of an odd-sized map is resized bilinearly in the SDC.
     model = toy_segmentor(neck=neck, size_divisor=1).eval()
     features = model.features(torch.randn(1, 3, 21, 13))
     assert [f.shape[-2:] for f in features] == [(11, 7), (6, 4)]

@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdnseg.nn.sdn import MultiScaleSDN, SingleScaleSDN
-
 MODES = ("whole", "slide")
 OUTPUTS = ("probs", "logits")
 
@@ -41,8 +39,8 @@ class Segmentor(nn.Module):
         neck: features -> features of the same shapes (an SDN neck), or ``None``.
         aux_head: a second head for the auxiliary loss, used in training mode only.
         size_divisor: the input is padded to a multiple of it. Default: the largest backbone
-            reduction, ×2 with an SDN neck (its Φ halves the last map; odd sizes also work, the
-            guidance is resized bilinearly, but padding keeps Φ's grid aligned).
+            reduction, with or without an SDN neck, so that a +SDN twin sees exactly the input
+            its baseline sees (Φ's stride-2 map of an odd size is resized bilinearly to U's).
 
     Attributes:
         num_classes: classes of the head's logits.
@@ -72,8 +70,7 @@ class Segmentor(nn.Module):
             raise ValueError(f"head {type(head).__name__} has no attribute num_classes")
         self.num_classes: int = head.num_classes
         if size_divisor is None:
-            neck_stride = 2 if isinstance(neck, (SingleScaleSDN, MultiScaleSDN)) else 1
-            size_divisor = max(backbone.reductions) * neck_stride
+            size_divisor = max(backbone.reductions)
         self.size_divisor = size_divisor
         self.config = None  # the ModelConfig, set by sdnseg.models.create_model
 

@@ -7,8 +7,7 @@ for FCN and Segmenter, multi-scale SDN between backbone and FPN for Semantic FPN
 
 SDN widths. The fusion ``Conv1x1([U, Y])`` costs ``C·(C + sdc_channels)`` per stage whatever the
 other widths (4.2M at C=2048), so Φ (``guidance_channels``) and the SDC (``sdc_channels``) are kept
-narrow: 16 and 32 channels, which keeps +SDN under 10% of FCN-R50-D8's parameters and of its
-FLOPs at 512×512 (+12% at 360×480, where the neck's stride 16 pads 360 to 368).
+narrow: 16 and 32 channels, which keeps +SDN under 10% of FCN-R50-D8's parameters and FLOPs.
 Semantic FPN's four fusions alone cost 5.6M (19.6% of SemanticFPN-R50); with Φ 16 and SDC 16 wide
 its +SDN is 21% of the parameters and 10% of the FLOPs.
 """

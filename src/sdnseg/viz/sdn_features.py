@@ -37,6 +37,7 @@ from sdnseg.nn.sdn import SDN, resize_like
 __all__ = [
     "OperatorResponses",
     "capture_sdn",
+    "check_points",
     "magnitude",
     "operator_response_figure",
     "operator_responses",
@@ -407,6 +408,16 @@ def _gradient(image_rgb: np.ndarray) -> torch.Tensor:
     return torch.stack([gy, gx])
 
 
+def check_points(points: Sequence[tuple[int, int]], size: tuple[int, int]) -> None:
+    """``ValueError`` unless every (y, x) lies inside an image of ``size`` (H, W)."""
+    h, w = size
+    if not points:
+        raise ValueError("no points given")
+    for y, x in points:
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"point (y={y}, x={x}) is outside the {h}×{w} image")
+
+
 def pick_points(
     image_rgb: np.ndarray, labels: torch.Tensor | np.ndarray, margin: int = 3
 ) -> list[tuple[int, int]]:
@@ -518,12 +529,10 @@ def operator_response_figure(
     guidance = resize_like(guidance.detach().float().cpu(), torch.empty(1, 1, h, w))
     labels = guidance[0].argmax(0)
     points = pick_points(image_rgb, labels) if points is None else [tuple(p) for p in points]
-    for y, x in points:
-        if not (0 <= y < h and 0 <= x < w):
-            raise ValueError(f"point (y={y}, x={x}) is outside the {h}×{w} image")
+    check_points(points, (h, w))
     names = ["A1", "A2", "B"] if len(points) == 3 else [f"P{i + 1}" for i in range(len(points))]
     weight = seeded_kernel() if kernel is None else kernel.detach().float().cpu()
-    image = torch.as_tensor(image_rgb, dtype=torch.float32).permute(2, 0, 1)[None]
+    image = torch.tensor(image_rgb, dtype=torch.float32).permute(2, 0, 1)[None]
     x = (image - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     lam = default_lam(guidance.shape[1]) if lam is None else lam
     responses = operator_responses(x, guidance, weight, theta, lam)
