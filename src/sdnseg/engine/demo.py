@@ -27,7 +27,7 @@ ROWS = ("mIoU", "BF@1px", "BF@3px", "BF@1px_skip", "BF@3px_skip")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sdnseg demo", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="fcn_r18d8", help="baseline; its twin is <arch>_sdn")
-    parser.add_argument("--steps", type=int, default=400, help="training iterations per model")
+    parser.add_argument("--steps", type=int, default=300, help="training iterations per model")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--size", type=int, default=96, help="synthetic image size")
     parser.add_argument("--num_train", type=int, default=512)

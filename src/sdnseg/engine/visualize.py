@@ -50,8 +50,11 @@ def parse_points(text: str) -> list[tuple[int, int]]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="sdnseg visualize_sdn",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "What the SDN of a trained model does to one image: writes sdn_stages.png (each SDN "
+            "stage's U, V, Y, F_sdn and similarities S) and operator_response.png (vanilla conv, "
+            "CDC and SDC with one kernel, compared at three points)."
+        ),
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint of a *_sdn model")
     parser.add_argument("--image", required=True, help="an RGB image file")

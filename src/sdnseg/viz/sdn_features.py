@@ -9,13 +9,12 @@ of vanilla conv, CDC and SDC to one image (the spirit of its Figure 2, Sec. 3.2)
 * :func:`operator_response_figure` applies one kernel three ways to the image (vanilla conv, CDC and
   an SDC guided by the model's class probabilities) and compares the responses at a few points.
 
-Figures are written atomically (a temporary file, then ``os.replace``).
+Figures are written atomically by :func:`sdnseg.viz.save_figure`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +32,14 @@ from sdnseg.nn.functional import (
     semantic_difference_conv2d,
 )
 from sdnseg.nn.sdn import SDN, resize_like
+from sdnseg.viz import save_figure
 
 __all__ = [
+    "OPERATOR_NAMES",
     "OperatorResponses",
     "capture_sdn",
     "check_points",
+    "default_lam",
     "magnitude",
     "operator_response_figure",
     "operator_responses",
@@ -45,6 +47,7 @@ __all__ = [
     "pick_points",
     "sdn_figure",
     "sdn_modules",
+    "seeded_kernel",
     "similarity_summary",
     "stem_kernel",
 ]
@@ -88,15 +91,18 @@ def capture_sdn(net: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
 
     Returns:
         One dict per SDN, in forward order, tensors detached, float32, on the CPU:
-        ``name`` (module path), ``operator`` (``"sdc"``, ``"conv"`` or ``"cdc"``), ``U`` (N, C, h, w)
-        the SDN input, ``V`` the guidance as given (N, Cf, h', w'), ``V_resized`` V resized
-        bilinearly to U's size (what the SDC compares), ``X`` the operator's input (U after the
-        optional 1×1 reduction), ``Y`` the operator's output before ``op_norm``, ``F_sdn`` the SDN
-        output (N, C, h, w), ``S`` (N, K, h, w) the similarity of each of the K = kh·kw − 1
-        neighbours recomputed from V with the SDC's ``lam``, kernel and dilation (``None`` unless
-        the operator is ``"sdc"``), ``lam`` (float or None), ``kernel_size``, ``dilation`` and
-        ``valid_size``: the (h, w) part of the maps that covers the image, not the padding the
-        segmentor adds up to its ``size_divisor``.
+
+        * ``name`` (module path) and ``operator`` (``"sdc"``, ``"conv"`` or ``"cdc"``);
+        * ``U`` (N, C, h, w): the SDN input; ``F_sdn`` (N, C, h, w): its output;
+        * ``V`` (N, Cf, h', w'): the guidance as given; ``V_resized``: V resized bilinearly to
+          U's size, what the SDC compares;
+        * ``X``: the operator's input (U after the optional 1×1 reduction); ``Y``: the
+          operator's output before ``op_norm``;
+        * ``S`` (N, K, h, w): the similarity to each of the K = kh·kw − 1 neighbours, recomputed
+          from V with the SDC's ``lam``, kernel and dilation (``None`` unless the operator is
+          ``"sdc"``); ``lam`` (float or None), ``kernel_size``, ``dilation``;
+        * ``valid_size``: the (h, w) top-left part of the maps that covers the image, without the
+          padding the segmentor adds up to its ``size_divisor``.
 
     Raises:
         ValueError: the model has no SDN neck.
@@ -121,9 +127,9 @@ def capture_sdn(net: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
         def hook(op: nn.Module, args: tuple, output: torch.Tensor) -> None:
             x = args[0]
             record.update(X=_cpu(x), Y=_cpu(output), S=None, lam=None)
-            kernel_size = getattr(op, "kernel_size", None)
+            # nn.Conv2d (the "conv" and "cdc" operators) keeps dilation as a pair, the SDC an int.
             dilation = op.dilation[0] if isinstance(op.dilation, tuple) else op.dilation
-            record.update(kernel_size=tuple(kernel_size), dilation=int(dilation))
+            record.update(kernel_size=tuple(op.kernel_size), dilation=int(dilation))
             if record["operator"] == "sdc":
                 # The same resize and lam as SemanticDifferenceConv2d.forward, so S is what Y used.
                 v = resize_like(args[1], x)
@@ -251,21 +257,6 @@ def similarity_summary(
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _save(fig, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _pyplot():
     import matplotlib
 
@@ -279,9 +270,10 @@ def sdn_figure(path: str | Path, image_rgb: np.ndarray, stages: Sequence[dict[st
     """One row per SDN stage: image, U, V, Y, F_sdn (each as :func:`pca_rgb`), mean and min S.
 
     Maps are cropped to the part that covers the image (``valid_size``) and drawn with nearest
-    interpolation, so their true resolution shows. The similarity panels use a fixed [0, 1] scale:
-    dark is low similarity, i.e. where the guidance says a semantic boundary lies; stages whose
-    operator is not an SDC have no S and show "no S".
+    interpolation, so their true resolution shows. The similarity panels are stretched from black
+    at their minimum to white at their maximum (both stated in the title; a constant map is drawn
+    on [0, 1]): dark is low similarity, i.e. where the guidance says a semantic boundary lies.
+    Stages whose operator is not an SDC have no S and show "no S".
 
     Args:
         image_rgb: (H, W, 3) uint8, the image the stages were computed from.
@@ -302,10 +294,14 @@ def sdn_figure(path: str | Path, image_rgb: np.ndarray, stages: Sequence[dict[st
             panels.append((label, pca_rgb(feature), {"interpolation": "nearest"}))
         if stage.get("S") is not None:
             mean, low = similarity_summary(stage["S"][0], stage["kernel_size"], stage["dilation"])
-            style = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0, "interpolation": "nearest"}
             for title, value in (("mean S", mean), ("min S", low)):
                 value = value[:vh, :vw]
-                label = f"{title} (λ={stage['lam']:.3g})\n[{value.min():.2f}, {value.max():.2f}]"
+                # Stretched from the map's minimum (black) to its maximum (white): a learned λ
+                # often leaves S within a few percent of 1, blank on a fixed [0, 1] scale.
+                lo, hi = float(value.min()), float(value.max())
+                lo, hi = (lo, hi) if hi - lo > 1e-4 else (0.0, 1.0)
+                style = {"cmap": "gray", "vmin": lo, "vmax": hi, "interpolation": "nearest"}
+                label = f"{title} (λ={stage['lam']:.3g})\nblack {lo:.2f} … white {hi:.2f}"
                 panels.append((label, value, style))
         else:
             panels += [(f"no S (operator={stage['operator']})", None, {})] * 2
@@ -313,10 +309,11 @@ def sdn_figure(path: str | Path, image_rgb: np.ndarray, stages: Sequence[dict[st
             if panel is not None:
                 ax.imshow(panel, **style)
             ax.set_title(f"{stage['name']}\n{title}" if col == 0 else title, fontsize=7)
-            ax.axis("off")
+            ax.set_xticks([])  # a frame, so a uniform white map still shows
+            ax.set_yticks([])
     fig.suptitle("SDN stages: features as 3 principal components; S dark = semantic boundary")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @dataclass
@@ -459,12 +456,15 @@ def pick_points(
         a1, a2 = (int(ys[n // 3]), int(xs[n // 3])), (int(ys[2 * n // 3]), int(xs[2 * n // 3]))
     cls = labels[a1]
     others = interior & (labels != cls)
-    if not others.any():
+    if not others.any():  # no interior pixel of another class: any pixel of one
         others = labels != cls
     mid_y, mid_x = (a1[0] + a2[0]) / 2, (a1[1] + a2[1]) / 2
-    ys, xs = torch.nonzero(others if others.any() else interior, as_tuple=True)
-    dist = (ys - mid_y) ** 2 + (xs - mid_x) ** 2
-    pick = int(dist.argmin()) if others.any() else int(dist.argmax())
+    if others.any():
+        ys, xs = torch.nonzero(others, as_tuple=True)
+        pick = int(((ys - mid_y) ** 2 + (xs - mid_x) ** 2).argmin())
+    else:  # one class predicted: the farthest interior pixel stands in for B
+        ys, xs = torch.nonzero(interior, as_tuple=True)
+        pick = int(((ys - mid_y) ** 2 + (xs - mid_x) ** 2).argmax())
     return [a1, a2, (int(ys[pick]), int(xs[pick]))]
 
 
@@ -507,7 +507,7 @@ def operator_response_figure(
     channels) divided by its own 99th percentile, so the three operators share a scale; the SDC is
     guided by the model's class probabilities (``guidance``), so its difference terms are damped
     where the guidance changes, i.e. across predicted boundaries, and are those of a pixel
-    difference convolution (CDC with θ = 1) inside a predicted region. The last column shows the
+    difference convolution (CDC with θ = 1) where the guidance is flat. The last column shows the
     relative response at the points and along the path through them (A1 → A2 crosses the
     intra-region edge, A2 → B a predicted boundary). This is an illustration of the operators with
     this model's guidance, not of a trained layer.
@@ -556,7 +556,12 @@ def operator_response_figure(
     top = [
         ("image", image_rgb, {}),
         ("predicted classes (SDC guidance)", prediction, {"interpolation": "nearest"}),
-        (f"mean similarity S (λ={lam:.3g}), dark = boundary", mean_s, {"cmap": "gray"}),
+        (
+            f"mean similarity S (λ={lam:.3g}), dark = boundary\n"
+            f"[{mean_s.min():.2f}, {mean_s.max():.2f}]",
+            mean_s,
+            {"cmap": "gray"},
+        ),
     ]
     bottom = [
         (f"|vanilla conv| ({k})", maps["conv"] / scales["conv"], {}),
@@ -570,7 +575,8 @@ def operator_response_figure(
         ax.imshow(panel.numpy(), cmap="inferno", vmin=0.0, vmax=1.0, **style)
         ax.set_title(f"{title} / its p99", fontsize=9)
     for ax in [*axes[0, :3], *axes[1, :3]]:
-        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
         for name, (py, px) in zip(names, points, strict=True):
             ax.plot(px, py, "o", ms=5, mfc="none", mec="cyan", mew=1.5)
             ax.annotate(name, (px, py), (4, -4), textcoords="offset points", color="cyan", size=8)
@@ -596,7 +602,7 @@ def operator_response_figure(
     profile.legend(fontsize=8)
     fig.suptitle("One kernel, three operators (cf. the paper's Fig. 2)")
     fig.tight_layout()
-    path = _save(fig, path)
+    path = save_figure(fig, path)
     return OperatorResponses(
         path, names, list(points), [int(labels[p]) for p in points], values, relative
     )
