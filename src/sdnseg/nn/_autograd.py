@@ -77,38 +77,29 @@ def add_shifted_difference_adjoint_(out: torch.Tensor, g: torch.Tensor, offset: 
 
 
 class NeighbourSquaredDistance(torch.autograd.Function):
-    """``d2[n, k, m] = mean_f (V[n, f, m + offset_k] - V[n, f, m])^2``; stores only ``V``."""
+    """``d2[n, k, m] = mean_f (V[n, f, m + offset_k] - V[n, f, m])^2``; stores only ``V``.
+
+    Zero where the neighbour is outside the image.
+    """
 
     @staticmethod
     def forward(ctx, v: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
-        n, c, h, w = v.shape
-        d2 = v.new_zeros(n, len(offsets), h, w)
-        for k, offset in enumerate(offsets):
-            regions = _regions(offset, h, w)
-            if regions is None:
-                continue
-            (ys, xs), (ys_n, xs_n) = regions
-            diff = v[:, :, ys_n, xs_n] - v[:, :, ys, xs]
-            torch.mean(diff.square_(), dim=1, out=d2[:, k, ys, xs])
         ctx.save_for_backward(v)
         ctx.offsets = offsets
-        return d2
+        n, c, h, w = v.shape
+        vpad = _pad(v, *_radius(offsets))
+        d2 = _kernel(_squared_distances, v.numel() * len(offsets))(vpad, offsets)
+        return d2 * inside_mask(offsets, h, w, v)
 
     @staticmethod
     def backward(ctx, grad_d2: torch.Tensor):
         (v,) = ctx.saved_tensors
-        grad_v = torch.zeros_like(v)
-        scale = 2.0 / v.shape[1]
-        for k, offset in enumerate(ctx.offsets):
-            regions = _regions(offset, v.shape[-2], v.shape[-1])
-            if regions is None:
-                continue
-            (ys, xs), (ys_n, xs_n) = regions
-            diff = v[:, :, ys_n, xs_n] - v[:, :, ys, xs]
-            diff.mul_(grad_d2[:, k : k + 1, ys, xs] * scale)
-            grad_v[:, :, ys_n, xs_n] += diff
-            grad_v[:, :, ys, xs] -= diff
-        return grad_v, None
+        offsets = ctx.offsets
+        n, c, h, w = v.shape
+        g = grad_d2 * inside_mask(offsets, h, w, v)
+        vpad = _pad(v, *_radius(offsets))
+        kernel = _kernel(_grad_of_squared_distances, v.numel() * len(offsets))
+        return kernel(vpad, g, offsets), None
 
 
 def _use_output_side_product(in_channels: int, out_channels: int) -> bool:
@@ -183,6 +174,28 @@ def _weighted_differences(upad, s, offsets: list[Offset]):
         [s[:, k : k + 1] * (_window(upad, r, off, size) - centre) for k, off in enumerate(offsets)],
         1,
     )
+
+
+def _squared_distances(vpad, offsets: list[Offset]):
+    """(N, K, H, W) channel means of ``(v[m + off_k] - v[m])^2`` for v padded by the radius."""
+    (ry, rx) = r = _radius(offsets)
+    size = (vpad.shape[-2] - 2 * ry, vpad.shape[-1] - 2 * rx)
+    centre = _window(vpad, r, (0, 0), size)
+    return torch.stack([(_window(vpad, r, o, size) - centre).square().mean(1) for o in offsets], 1)
+
+
+def _grad_of_squared_distances(vpad, g, offsets: list[Offset]):
+    """Backward of :func:`_squared_distances` given ``g = dL/dd2`` (zero outside): dL/dv."""
+    (ry, rx) = r = _radius(offsets)
+    size = g.shape[-2:]
+    centre = _window(vpad, r, (0, 0), size)
+    scale = 2.0 / vpad.shape[1]
+    grad = None
+    for k, (dy, dx) in enumerate(offsets):
+        t_k = (scale * g[:, k : k + 1]) * (_window(vpad, r, (dy, dx), size) - centre)
+        term = _window(_pad(t_k, ry, rx), r, (-dy, -dx), size) - t_k
+        grad = term if grad is None else grad + term
+    return grad
 
 
 def _grads_through_differences(g, upad, s, offsets: list[Offset]):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdnseg.nn._autograd import kernel_offsets
+from sdnseg.nn.functional import kernel_offsets
 from sdnseg.nn.functional import (
     central_difference_conv2d,
     neighbour_similarity,
