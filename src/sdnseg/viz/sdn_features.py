@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdnseg.nn.functional import kernel_offsets
 from sdnseg.nn.functional import (
     central_difference_conv2d,
+    kernel_offsets,
     neighbour_similarity,
     semantic_difference_conv2d,
 )
