@@ -88,7 +88,7 @@ class NeighbourSquaredDistance(torch.autograd.Function):
         ctx.offsets = offsets
         n, c, h, w = v.shape
         vpad = _pad(v, *_radius(offsets))
-        d2 = _kernel(_squared_distances, v.numel() * len(offsets))(vpad, offsets)
+        d2 = _kernel(_squared_distances, v.numel() * len(offsets), offsets)(vpad, offsets)
         return d2 * inside_mask(offsets, h, w, v)
 
     @staticmethod
@@ -98,7 +98,7 @@ class NeighbourSquaredDistance(torch.autograd.Function):
         n, c, h, w = v.shape
         g = grad_d2 * inside_mask(offsets, h, w, v)
         vpad = _pad(v, *_radius(offsets))
-        kernel = _kernel(_grad_of_squared_distances, v.numel() * len(offsets))
+        kernel = _kernel(_grad_of_squared_distances, v.numel() * len(offsets), offsets)
         return kernel(vpad, g, offsets), None
 
 
@@ -235,13 +235,14 @@ _compiled: dict = {}
 log = logging.getLogger(__name__)
 
 
-def _kernel(fn, numel: int):
+def _kernel(fn, numel: int, offsets: list[Offset]):
     """``fn`` compiled with torch.compile where it pays (large tensors), else ``fn`` itself.
 
-    ``SDNSEG_COMPILE=0`` never compiles, ``=1`` always does, ``auto`` from 2^20 elements on (the first
-    call compiles once for all shapes, some seconds). A failed compilation falls back to eager.
+    ``SDNSEG_COMPILE=0`` never compiles, ``=1`` always does, ``auto`` from 2^20 elements on and for
+    3×3 kernels only (the first call compiles once for all shapes, 20-30 s; a 5×5 kernel's 24
+    unrolled offsets took minutes). A failed compilation falls back to eager.
     """
-    if _COMPILE == "0" or (_COMPILE == "auto" and numel < _MIN_COMPILE_NUMEL):
+    if _COMPILE == "0" or (_COMPILE == "auto" and (numel < _MIN_COMPILE_NUMEL or len(offsets) > 8)):
         return fn
     compiled = _compiled.get(fn)
     if compiled is None:
@@ -279,8 +280,10 @@ class DifferenceConv(torch.autograd.Function):
             hp, wp = upad.shape[-2:]
             p = torch.matmul(w_k.reshape(-1, ci), upad.reshape(n, ci, hp * wp))
             p = p.view(n, -1, co, hp, wp)
-            return _kernel(_sum_weighted_differences, p.numel())(p, s_in, offsets)
-        d = _kernel(_weighted_differences, n * len(offsets) * ci * h * w)(upad, s_in, offsets)
+            return _kernel(_sum_weighted_differences, p.numel(), offsets)(p, s_in, offsets)
+        d = _kernel(_weighted_differences, n * len(offsets) * ci * h * w, offsets)(
+            upad, s_in, offsets
+        )
         w_a = w_k.permute(1, 0, 2).reshape(co, -1)
         return torch.matmul(w_a, d.view(n, -1, h * w)).view(n, co, h, w)
 
@@ -300,7 +303,7 @@ class DifferenceConv(torch.autograd.Function):
         if 2 * co <= ci:
             p = torch.matmul(w_k.reshape(-1, ci), upad.reshape(n, ci, hp * wp))
             p = p.view(n, kk, co, hp, wp)
-            kernel = _kernel(_grads_through_products, p.numel())
+            kernel = _kernel(_grads_through_products, p.numel(), offsets)
             grad_s, grad_p = kernel(grad_y, p, s_in, offsets)
             del p
             grad_p = grad_p.reshape(n, kk * co, hp * wp)
@@ -312,10 +315,10 @@ class DifferenceConv(torch.autograd.Function):
             w_a = w_k.permute(1, 0, 2).reshape(co, -1)
             g_flat = grad_y.view(n, co, h * w)
             g = torch.matmul(w_a.t(), g_flat).view(n, kk, ci, h, w)
-            kernel = _kernel(_grads_through_differences, g.numel())
+            kernel = _kernel(_grads_through_differences, g.numel(), offsets)
             grad_s, grad_u = kernel(g, upad, s_in, offsets)
             del g
-            d = _kernel(_weighted_differences, n * kk * ci * h * w)(upad, s_in, offsets)
+            d = _kernel(_weighted_differences, n * kk * ci * h * w, offsets)(upad, s_in, offsets)
             d = d.view(n, kk * ci, h * w)
             grad_w_a = torch.matmul(g_flat, d.transpose(1, 2)).sum(0)
             grad_w_k = grad_w_a.view(co, kk, ci).permute(1, 0, 2)
