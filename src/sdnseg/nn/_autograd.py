@@ -230,7 +230,7 @@ def _grads_through_products(gy, p, s, offsets: list[Offset]):
 
 
 _COMPILE = os.environ.get("SDNSEG_COMPILE", "auto")
-_MIN_COMPILE_NUMEL = 1 << 20
+_MIN_COMPILE_NUMEL = 1 << 23
 _compiled: dict = {}
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ log = logging.getLogger(__name__)
 def _kernel(fn, numel: int, offsets: list[Offset]):
     """``fn`` compiled with torch.compile where it pays (large tensors), else ``fn`` itself.
 
-    ``SDNSEG_COMPILE=0`` never compiles, ``=1`` always does, ``auto`` from 2^20 elements on and for
+    ``SDNSEG_COMPILE=0`` never compiles, ``=1`` always does, ``auto`` from 2^23 elements on and for
     3×3 kernels only (the first call compiles once for all shapes, 20-30 s; a 5×5 kernel's 24
     unrolled offsets took minutes). A failed compilation falls back to eager.
     """
