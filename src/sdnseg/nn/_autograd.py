@@ -12,8 +12,9 @@ rest in backward, so the memory kept for backward stays close to a convolution's
 The similarity ``S = f(d2, lam)`` sits between them in plain autograd: it is (N, K, H, W), small next
 to (N, C, H, W) features, and any callable works without a hand-written derivative.
 
-A neighbour outside the image contributes nothing: every shifted difference below is zero where the
-neighbour falls outside, so no padding value of ``U`` or ``V`` ever enters the result.
+A neighbour outside the image contributes nothing: inputs are zero-padded for the shifts, and the
+similarity (and ``d2``) is multiplied by :func:`inside_mask`, so no padding value of ``U`` or ``V``
+ever enters the result or its gradients.
 """
 
 from __future__ import annotations
@@ -41,39 +42,6 @@ def kernel_offsets(kernel_size: tuple[int, int], dilation: int) -> list[Offset]:
 def centre_index(kernel_size: tuple[int, int]) -> int:
     kh, kw = kernel_size
     return (kh // 2) * kw + kw // 2
-
-
-def _regions(offset: Offset, height: int, width: int) -> tuple[tuple[slice, slice], ...] | None:
-    """Slices (centre, neighbour) of the pixels m whose neighbour m + offset lies in the image."""
-    dy, dx = offset
-    if abs(dy) >= height or abs(dx) >= width:
-        return None
-    ys = slice(max(0, -dy), height - max(0, dy))
-    xs = slice(max(0, -dx), width - max(0, dx))
-    ys_n = slice(ys.start + dy, ys.stop + dy)
-    xs_n = slice(xs.start + dx, xs.stop + dx)
-    return (ys, xs), (ys_n, xs_n)
-
-
-def shifted_difference(x: torch.Tensor, offset: Offset) -> torch.Tensor:
-    """``x[..., m + offset] - x[..., m]``, zero where ``m + offset`` is outside the image."""
-    out = torch.zeros_like(x)
-    regions = _regions(offset, x.shape[-2], x.shape[-1])
-    if regions is not None:
-        (ys, xs), (ys_n, xs_n) = regions
-        torch.sub(x[..., ys_n, xs_n], x[..., ys, xs], out=out[..., ys, xs])
-    return out
-
-
-def add_shifted_difference_adjoint_(out: torch.Tensor, g: torch.Tensor, offset: Offset) -> None:
-    """``out += Dᵀ g`` where ``D`` is :func:`shifted_difference` at ``offset`` (in place)."""
-    regions = _regions(offset, g.shape[-2], g.shape[-1])
-    if regions is None:
-        return
-    (ys, xs), (ys_n, xs_n) = regions
-    inner = g[..., ys, xs]
-    out[..., ys_n, xs_n] += inner
-    out[..., ys, xs] -= inner
 
 
 class NeighbourSquaredDistance(torch.autograd.Function):

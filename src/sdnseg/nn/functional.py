@@ -32,7 +32,6 @@ from sdnseg.nn._autograd import (
     DifferenceConv,
     NeighbourSquaredDistance,
     kernel_offsets,
-    shifted_difference,
 )
 
 Similarity = str | Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
@@ -155,7 +154,7 @@ def neighbour_similarity(
     if fn is None:
         return v.new_ones(n, len(offsets), h, w)
     if _exporting():
-        d2 = torch.stack([shifted_difference_export(v, o).square().mean(1) for o in offsets], 1)
+        d2 = torch.stack([shifted_difference(v, o).square().mean(1) for o in offsets], 1)
     elif (triton := _triton_module(v)) is not None:
         d2 = triton.neighbour_squared_distance(v, offsets)
     else:
@@ -239,8 +238,11 @@ def _exporting() -> bool:
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
-def shifted_difference_export(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
-    """``x[m + offset] - x[m]`` (zero outside), written with pad and slice only."""
+def shifted_difference(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    """``x[m + offset] - x[m]``, zero where ``m + offset`` is outside the image.
+
+    Written with pad and slice only, so that it also exports to ONNX.
+    """
     dy, dx = offset
     h, w = x.shape[-2], x.shape[-1]
     r_y, r_x = abs(dy), abs(dx)
@@ -256,9 +258,7 @@ def _difference_conv_export(
 ) -> torch.Tensor:
     kh, kw = weight.shape[2], weight.shape[3]
     taps = [(i, j) for i in range(kh) for j in range(kw) if (i, j) != (kh // 2, kw // 2)]
-    d = torch.cat(
-        [s[:, k : k + 1] * shifted_difference_export(u, o) for k, o in enumerate(offsets)], 1
-    )
+    d = torch.cat([s[:, k : k + 1] * shifted_difference(u, o) for k, o in enumerate(offsets)], 1)
     w = torch.cat([weight[:, :, i, j] for i, j in taps], 1)
     return F.conv2d(d, w[:, :, None, None])
 
