@@ -127,6 +127,9 @@ def test_folder_module_evaluates_full_size(folder_root: Path) -> None:
     resized = SegmentationDataModule("folder", folder_root, base_size=(48, 64))
     batch = next(iter(resized.val_dataloader()))
     assert batch["image"].shape == (1, 3, 48, 64) and batch["mask"].shape == (1, 24, 32)
+    raw = resized.raw_dataset("val")[0]  # as stored: full size, uint8, no normalisation
+    assert raw["image"].shape == (3, 24, 32) and raw["image"].dtype == torch.uint8
+    assert raw["mask"].shape == (24, 32)
 
 
 def test_module_argument_errors(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """sdnseg study: a two-configuration matrix on synthetic data, skipped when finished."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from sdnseg.engine import study as study_module
-from sdnseg.engine.study import Study, main
+from sdnseg.engine.study import RunSpec, Study, main, schedule
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
 
@@ -38,6 +39,7 @@ def _write_study(tmp_path):
         "results": str(tmp_path / "results" / "study"),
         "test_scales": [0.75, 1.0],
         "test_flip": True,
+        "qualitative": {"variants": ["sdn"], "images": [1, 0, 7]},  # 7: past the end, left out
         "runs": [
             {"name": "base", "arch": "fcn_r18d8", "overrides": TINY, "seeds": [0]},
             {
@@ -69,6 +71,8 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     markdown = (tmp_path / "results" / "study.md").read_text()
     assert "sdnseg fit" in markdown and "sdnseg test" in markdown
     assert (tmp_path / "results" / "study_bars.png").is_file()
+    assert (tmp_path / "results" / "study_qualitative_sdn.png").is_file()
+    assert "study_qualitative_sdn.png" in markdown
 
     # A finished run is not run again.
     def fail(*args, **kwargs):
@@ -91,3 +95,27 @@ def test_study_file_errors(tmp_path):
         Study.load(bad)
     with pytest.raises(FileNotFoundError, match="study file not found"):
         Study.load(tmp_path / "missing.yaml")
+
+
+def test_schedule_alternates_a_pair_seed_by_seed():
+    runs = [
+        RunSpec("base", "fcn_r18d8", [0, 1, 2]),
+        RunSpec("sdn", "fcn_r18d8_sdn", [0, 1, 2], pair="base"),
+        RunSpec("conv", "fcn_r18d8_sdn", [0, 1], pair="base"),  # baseline done earlier: own block
+        RunSpec("other", "semfpn_r18", [1]),
+    ]
+    study = Study("fit.yaml", Path("runs"), Path("results"), runs)
+    order = [(run.name, seed) for run, seed in schedule(study)]
+    assert order == [
+        ("base", 0), ("sdn", 0), ("base", 1), ("sdn", 1), ("base", 2), ("sdn", 2),
+        ("conv", 0), ("conv", 1), ("other", 1),
+    ]  # fmt: skip
+
+
+def test_study_qualitative_must_name_a_paired_run(tmp_path):
+    path = _write_study(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["qualitative"] = {"variants": ["base"]}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="qualitative variant 'base' is not a run with a pair"):
+        Study.load(path)

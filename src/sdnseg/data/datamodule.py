@@ -271,6 +271,12 @@ class SegmentationDataModule(L.LightningDataModule):
             kwargs["classes"] = self.classes_arg
         return build_dataset(self.name, self.root, split, **kwargs)
 
+    def raw_dataset(self, split: str) -> Dataset:
+        """A split's items as stored (full-size uint8 image, label mask), for figures and checks."""
+        dataset = self._build(split, train=False)
+        dataset.transforms = None  # type: ignore[attr-defined]
+        return dataset
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and "train" not in self.datasets:
             self.datasets["train"] = self._build(self.train_split, train=True)

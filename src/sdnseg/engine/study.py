@@ -18,6 +18,11 @@ A study file (see ``configs/studies/camvid.yaml``)::
       - {name: fcn_r18d8, arch: fcn_r18d8, seeds: [0, 1, 2]}
       - {name: fcn_r18d8_sdn, arch: fcn_r18d8_sdn, seeds: [0, 1, 2], pair: fcn_r18d8}
       - {name: fcn_sdn_conv, arch: fcn_r18d8_sdn, overrides: {operator: conv}, seeds: [0, 1]}
+    # Figure: image, ground truth, baseline and variant with error maps, for these test images
+    qualitative: {variants: [fcn_r18d8_sdn], images: [0, 25, 50, 75], seed: 0}
+
+A variant listed right after the baseline it pairs with runs seed by seed beside it (baseline
+seed 0, variant seed 0, baseline seed 1, ...), so a cut-off study still has paired seeds.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class Study:
     test_scales: list[float] = field(default_factory=lambda: [1.0])
     test_flip: bool = False
     args: list[str] = field(default_factory=list)
+    qualitative: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
@@ -84,6 +90,16 @@ class Study:
         for run in runs:
             if run.pair is not None and run.pair not in names:
                 raise ValueError(f"{path}: run {run.name!r} pairs with unknown run {run.pair!r}")
+        qualitative = raw.get("qualitative") or {}
+        unknown = set(qualitative) - {"variants", "images", "seed"}
+        if unknown:
+            raise ValueError(f"{path}: qualitative has unknown keys {unknown}")
+        paired = {r.name for r in runs if r.pair is not None}
+        for variant in qualitative.get("variants", []):
+            if variant not in paired:
+                raise ValueError(
+                    f"{path}: qualitative variant {variant!r} is not a run with a pair"
+                )
         return cls(
             config=raw["config"],
             output_dir=Path(raw["output_dir"]),
@@ -92,7 +108,24 @@ class Study:
             test_scales=list(raw.get("test_scales", [1.0])),
             test_flip=bool(raw.get("test_flip", False)),
             args=[str(a) for a in raw.get("args", [])],
+            qualitative=qualitative,
         )
+
+
+def schedule(study: Study) -> list[tuple[RunSpec, int]]:
+    """The order runs are made in: the file's order, except that a variant listed right after
+    its baseline alternates with it seed by seed."""
+    blocks: list[list[RunSpec]] = []
+    for run in study.runs:
+        if blocks and len(blocks[-1]) == 1 and run.pair == blocks[-1][0].name:
+            blocks[-1].append(run)
+        else:
+            blocks.append([run])
+    order = []
+    for block in blocks:
+        seeds = sorted({seed for run in block for seed in run.seeds})
+        order += [(run, seed) for seed in seeds for run in block if seed in run.seeds]
+    return order
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -223,15 +256,18 @@ def execute(study: Study, run: RunSpec, seed: int, num_classes: int, size: tuple
     return result
 
 
-def _study_shape(study: Study) -> tuple[int, tuple[int, int]]:
-    """Number of classes and the evaluation size, read from the fit config."""
-    config = yaml.safe_load(Path(study.config).read_text()) or {}
-    data = config.get("data", {})
+def study_datamodule(study: Study):
+    """The data module of the study's fit config (its test split is what ``sdnseg test`` scores)."""
     from sdnseg.data import SegmentationDataModule
 
-    keys = ("name", "synthetic_num_classes", "synthetic_size", "base_size", "classes", "root")
-    dm = SegmentationDataModule(**{k: v for k, v in data.items() if k in keys})
-    size = data.get("base_size") or [data.get("synthetic_size", 512)] * 2
+    config = yaml.safe_load(Path(study.config).read_text()) or {}
+    return SegmentationDataModule(**config.get("data", {}))
+
+
+def _study_shape(study: Study) -> tuple[int, tuple[int, int]]:
+    """Number of classes and the evaluation size, read from the fit config."""
+    dm = study_datamodule(study)
+    size = dm.base_size or (dm.hparams.synthetic_size,) * 2
     return dm.num_classes, (int(size[0]), int(size[1]))
 
 
@@ -248,16 +284,15 @@ def main(argv: list[str]) -> int:
     study = Study.load(args.study)
     num_classes, size = _study_shape(study)
     results = []
-    for run in study.runs:
+    for run, seed in schedule(study):
         if args.only is not None and run.name not in args.only:
             continue
-        for seed in run.seeds:
-            done = (run_dir(study, run, seed) / RESULT).is_file()
-            if args.report_only and not done:
-                continue
-            print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
-            results.append(execute(study, run, seed, num_classes, size))
-            write_report(study, results)
+        done = (run_dir(study, run, seed) / RESULT).is_file()
+        if args.report_only and not done:
+            continue
+        print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
+        results.append(execute(study, run, seed, num_classes, size))
+        write_report(study, results)
     write_report(study, results)
     print(f"[study] report: {study.results}.md", flush=True)
     return 0

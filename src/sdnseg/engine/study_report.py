@@ -114,6 +114,10 @@ def markdown(study: Study, summary: dict, pairs: list[dict], results: list[dict]
             lines.append(
                 f"| {p['variant']} | {p['baseline']} | {p['seed']} | {' | '.join(cells)} |"
             )
+    base = Path(study.results).name
+    figures = [f"{base}_curves.png", f"{base}_bars.png"]
+    figures += [f"{base}_qualitative_{v}.png" for v in study.qualitative.get("variants", [])]
+    lines += ["", "## Figures", "", *[f"![{name}]({name})" for name in figures]]
     lines += ["", "## Commands", ""]
     for r in results:
         lines += [
@@ -163,6 +167,43 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
     return written
 
 
+def qualitative(study: Study, results: list[dict]) -> list[Path]:
+    """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
+    error maps, on fixed test images (chosen in the study file, not by outcome), single scale."""
+    from sdnseg.engine.checkpoint import load_model
+    from sdnseg.engine.study import latest_checkpoint, run_dir, study_datamodule
+    from sdnseg.viz.segmentation import comparison_figure
+
+    spec = study.qualitative
+    if not spec.get("variants"):
+        return []
+    seed = int(spec.get("seed", 0))
+    finished = {(r["name"], r["seed"]) for r in results}
+    specs = {run.name: run for run in study.runs}
+    dm = study_datamodule(study)
+    dataset = dm.raw_dataset(dm.test_split)
+    indices = [i for i in spec.get("images", [0]) if 0 <= i < len(dataset)]
+    items = [dataset[i] for i in indices]
+    images = [item["image"].permute(1, 2, 0).numpy() for item in items]
+    targets = [item["mask"].numpy() for item in items]
+    written = []
+    for variant in spec["variants"]:
+        names = (specs[variant].pair, variant)
+        if any((name, seed) not in finished for name in names):
+            continue
+        predictions = {}
+        for name in names:
+            model = load_model(latest_checkpoint(run_dir(study, specs[name], seed)))
+            predictions[f"{name} (seed {seed})"] = [
+                model.predict(image).numpy() for image in images
+            ]
+        path = Path(f"{study.results}_qualitative_{variant}.png")
+        written.append(
+            comparison_figure(path, images, targets, predictions, dm.palette, dm.ignore_index)
+        )
+    return written
+
+
 def write_report(study: Study, results: list[dict]) -> None:
     """``<results>.json``, ``<results>.md`` and the plots, from the finished runs."""
     if not results:
@@ -190,3 +231,4 @@ def write_report(study: Study, results: list[dict]) -> None:
         tmp.write_text(text)
         os.replace(tmp, path)
     plots(study, summary, results)
+    qualitative(study, results)
