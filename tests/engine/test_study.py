@@ -68,6 +68,9 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     (pair,) = report["paired"]
     base, sdn = (report["summary"][n]["mIoU"]["mean"] for n in ("base", "sdn"))
     assert abs(pair["mIoU"] - (sdn - base)) < 1e-9
+    summary = report["paired_summary"]["sdn"]
+    assert summary["seeds"] == [0] and summary["mIoU"]["wins"] == int(sdn > base)
+    assert abs(summary["mIoU"]["mean"] - pair["mIoU"]) < 1e-12
     markdown = (tmp_path / "results" / "study.md").read_text()
     assert "sdnseg fit" in markdown and "sdnseg test" in markdown
     assert (tmp_path / "results" / "study_bars.png").is_file()
@@ -119,3 +122,17 @@ def test_study_qualitative_must_name_a_paired_run(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match="qualitative variant 'base' is not a run with a pair"):
         Study.load(path)
+
+
+def test_paired_summary_mean_std_and_wins():
+    from sdnseg.engine.study_report import METRICS, paired_summary
+
+    rows = [
+        {"variant": "sdn", "baseline": "base", "seed": s, **dict.fromkeys(METRICS, d)}
+        for s, d in ((0, 0.01), (1, -0.03))
+    ]
+    (entry,) = paired_summary(rows).values()
+    assert entry["baseline"] == "base" and entry["seeds"] == [0, 1]
+    assert entry["mIoU"]["mean"] == pytest.approx(-0.01)
+    assert entry["mIoU"]["std"] == pytest.approx(0.04 / 2**0.5)  # sample std of (+0.01, -0.03)
+    assert entry["mIoU"]["wins"] == 1

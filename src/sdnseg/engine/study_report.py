@@ -77,13 +77,35 @@ def paired(study: Study, results: list[dict]) -> list[dict]:
     return rows
 
 
+def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per variant: its baseline, the paired seeds, mean ± std of each difference and how many
+    seeds the variant won (difference > 0)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for p in pairs:
+        groups[p["variant"]].append(p)
+    out = {}
+    for variant, rows in groups.items():
+        entry: dict[str, Any] = {
+            "baseline": rows[0]["baseline"],
+            "seeds": [r["seed"] for r in rows],
+        }
+        for metric in METRICS:
+            mean, std = _mean_std([r[metric] for r in rows])
+            wins = sum(r[metric] > 0 for r in rows)
+            entry[metric] = {"mean": mean, "std": std, "wins": wins}
+        out[variant] = entry
+    return out
+
+
 def _pct(mean: float, std: float | None = None) -> str:
     if math.isnan(mean):
         return "–"
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
-def markdown(study: Study, summary: dict, pairs: list[dict], results: list[dict]) -> str:
+def markdown(
+    study: Study, summary: dict, pairs: list[dict], results: list[dict], figures: list[Path]
+) -> str:
     lines = [
         "# Study results",
         "",
@@ -114,10 +136,24 @@ def markdown(study: Study, summary: dict, pairs: list[dict], results: list[dict]
             lines.append(
                 f"| {p['variant']} | {p['baseline']} | {p['seed']} | {' | '.join(cells)} |"
             )
-    base = Path(study.results).name
-    figures = [f"{base}_curves.png", f"{base}_bars.png"]
-    figures += [f"{base}_qualitative_{v}.png" for v in study.qualitative.get("variants", [])]
-    lines += ["", "## Figures", "", *[f"![{name}]({name})" for name in figures]]
+        lines += [
+            "",
+            "Mean ± std over the paired seeds (wins = seeds where the variant is higher):",
+            "",
+            "| variant | baseline | pairs | ΔmIoU s.s. | ΔmIoU m.s. | ΔBF@1px | ΔBF@3px "
+            "| ΔBF@1px skip | ΔBF@3px skip |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for variant, e in paired_summary(pairs).items():
+            n = len(e["seeds"])
+            cells = [
+                f"{100 * e[m]['mean']:+.2f} ± {100 * e[m]['std']:.2f} ({e[m]['wins']}/{n})"
+                if not math.isnan(e[m]["mean"])
+                else "–"
+                for m in METRICS[:6]
+            ]
+            lines.append(f"| {variant} | {e['baseline']} | {n} | {' | '.join(cells)} |")
+    lines += ["", "## Figures", "", *[f"![{f.name}]({f.name})" for f in figures]]
     lines += ["", "## Commands", ""]
     for r in results:
         lines += [
@@ -218,17 +254,17 @@ def write_report(study: Study, results: list[dict]) -> None:
         },
         "summary": summary,
         "paired": pairs,
+        "paired_summary": paired_summary(pairs),
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
     base = Path(study.results)
     base.parent.mkdir(parents=True, exist_ok=True)
+    figures = plots(study, summary, results) + qualitative(study, results)
     for suffix, text in (
         (".json", json.dumps(payload, indent=2, allow_nan=True) + "\n"),
-        (".md", markdown(study, summary, pairs, results)),
+        (".md", markdown(study, summary, pairs, results, figures)),
     ):
         path = base.with_name(base.name + suffix)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
-    plots(study, summary, results)
-    qualitative(study, results)
