@@ -171,20 +171,22 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in summary:
-        curves = [r["history"] for r in results if r["name"] == name]
-        by_epoch: dict[float, list[float]] = defaultdict(list)
-        for curve in curves:
-            for row in curve:
-                if "val/mIoU" in row:
-                    by_epoch[row.get("epoch", 0)].append(row["val/mIoU"])
-        if by_epoch:
-            epochs = sorted(by_epoch)
-            ax.plot(epochs, [100 * statistics.fmean(by_epoch[e]) for e in epochs], label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("val mIoU (%), mean over seeds")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, metric in zip(axes, ("mIoU", "BF@1px"), strict=True):
+        for name in summary:
+            by_epoch: dict[float, list[float]] = defaultdict(list)
+            for result in results:
+                if result["name"] == name:
+                    for row in result["history"]:
+                        if f"val/{metric}" in row:
+                            by_epoch[row.get("epoch", 0)].append(row[f"val/{metric}"])
+            if by_epoch:
+                epochs = sorted(by_epoch)
+                means = [100 * statistics.fmean(by_epoch[e]) for e in epochs]
+                ax.plot(epochs, means, marker=".", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"val {metric} (%), mean over seeds")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     written.append(save_figure(fig, Path(f"{study.results}_curves.png")))
 
