@@ -65,6 +65,9 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     for entry in report["summary"].values():
         assert 0 <= entry["mIoU"]["mean"] <= 1 and 0 <= entry["mIoU_ms"]["mean"] <= 1
         assert 0 <= entry["BF@1px"]["mean"] <= 1 and entry["params"] > 0
+    (run,) = [r for r in report["runs"] if r["name"] == "base"]
+    assert run["iterations"] == 2 and run["epochs"] == 1  # 4 images, batch 2: 2 batches per epoch
+    assert run["seconds_per_epoch"] == pytest.approx(run["fit_seconds"] / 2 * 2)
     (pair,) = report["paired"]
     base, sdn = (report["summary"][n]["mIoU"]["mean"] for n in ("base", "sdn"))
     assert abs(pair["mIoU"] - (sdn - base)) < 1e-9

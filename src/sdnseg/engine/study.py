@@ -202,7 +202,14 @@ def _model_cost(run: RunSpec, num_classes: int, size: tuple[int, int]) -> dict[s
     }
 
 
-def execute(study: Study, run: RunSpec, seed: int, num_classes: int, size: tuple[int, int]) -> dict:
+def execute(
+    study: Study,
+    run: RunSpec,
+    seed: int,
+    num_classes: int,
+    size: tuple[int, int],
+    batches_per_epoch: int,
+) -> dict:
     """Fit (or resume) and test one (configuration, seed); returns its result record."""
     folder = run_dir(study, run, seed)
     if (folder / RESULT).is_file():
@@ -237,7 +244,8 @@ def execute(study: Study, run: RunSpec, seed: int, num_classes: int, size: tuple
         for row in _read_metrics_csv(folder)
         if any(k.startswith("val/") for k in row)
     ]
-    epochs = max((r.get("epoch", 0) for r in history), default=0) + 1
+    # The final validation is logged at the last step, so the logs tell how many steps ran.
+    iterations = max((int(r["step"]) for r in history if "step" in r), default=0) + 1
     result = {
         "name": run.name,
         "arch": run.arch,
@@ -246,8 +254,10 @@ def execute(study: Study, run: RunSpec, seed: int, num_classes: int, size: tuple
         "test": test,
         "history": history,
         "fit_seconds": timing["fit_seconds"],
-        "seconds_per_epoch": timing["fit_seconds"] / epochs,
-        "epochs": epochs,
+        "iterations": iterations,
+        "epochs": iterations / batches_per_epoch,
+        # Wall time of `sdnseg fit` (start-up, resumes and validation included) per epoch.
+        "seconds_per_epoch": timing["fit_seconds"] / iterations * batches_per_epoch,
         "fit_command": timing["fit_command"],
         "test_command": shlex.join(cmd),
         **_model_cost(run, num_classes, size),
@@ -264,11 +274,11 @@ def study_datamodule(study: Study):
     return SegmentationDataModule(**config.get("data", {}))
 
 
-def _study_shape(study: Study) -> tuple[int, tuple[int, int]]:
-    """Number of classes and the evaluation size, read from the fit config."""
+def _study_shape(study: Study) -> tuple[int, tuple[int, int], int]:
+    """Number of classes, evaluation size and batches per epoch, from the fit config."""
     dm = study_datamodule(study)
     size = dm.base_size or (dm.hparams.synthetic_size,) * 2
-    return dm.num_classes, (int(size[0]), int(size[1]))
+    return dm.num_classes, (int(size[0]), int(size[1])), len(dm.train_dataloader())
 
 
 def main(argv: list[str]) -> int:
@@ -282,7 +292,7 @@ def main(argv: list[str]) -> int:
     from sdnseg.engine.study_report import write_report
 
     study = Study.load(args.study)
-    num_classes, size = _study_shape(study)
+    num_classes, size, batches_per_epoch = _study_shape(study)
     results = []
     for run, seed in schedule(study):
         if args.only is not None and run.name not in args.only:
@@ -291,7 +301,7 @@ def main(argv: list[str]) -> int:
         if args.report_only and not done:
             continue
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
-        results.append(execute(study, run, seed, num_classes, size))
+        results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))
         write_report(study, results)
     write_report(study, results)
     print(f"[study] report: {study.results}.md", flush=True)
