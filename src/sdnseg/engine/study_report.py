@@ -34,7 +34,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    # One seed has no spread: NaN, shown as a bare mean rather than a misleading ± 0.
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def summarise(results: list[dict]) -> dict[str, dict[str, Any]]:
@@ -97,10 +98,11 @@ def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _pct(mean: float, std: float | None = None) -> str:
+def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
     if math.isnan(mean):
         return "–"
-    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    spread = std is not None and not math.isnan(std)
+    return f"{100 * mean:{'+' if signed else ''}.2f}" + (f" ± {100 * std:.2f}" if spread else "")
 
 
 def markdown(
@@ -147,7 +149,7 @@ def markdown(
         for variant, e in paired_summary(pairs).items():
             n = len(e["seeds"])
             cells = [
-                f"{100 * e[m]['mean']:+.2f} ± {100 * e[m]['std']:.2f} ({e[m]['wins']}/{n})"
+                f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{n})"
                 if not math.isnan(e[m]["mean"])
                 else "–"
                 for m in METRICS[:6]
@@ -195,6 +197,7 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
     for ax, metric in zip(axes, ("mIoU", "BF@1px", "BF@3px"), strict=True):
         means = [100 * summary[n][metric]["mean"] for n in names]
         stds = [100 * summary[n][metric]["std"] for n in names]
+        stds = [0.0 if math.isnan(v) else v for v in stds]  # one seed: no error bar
         ax.barh(names, means, xerr=stds, capsize=3)
         ax.set_title(f"{metric} (%)")
         finite = [m for m in means if not math.isnan(m)]
