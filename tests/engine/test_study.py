@@ -76,6 +76,7 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     assert abs(summary["mIoU"]["mean"] - pair["mIoU"]) < 1e-12
     markdown = (tmp_path / "results" / "study.md").read_text()
     assert "sdnseg fit" in markdown and "sdnseg test" in markdown
+    assert "## Per-class IoU" in markdown and "| configuration | class0 | class1 |" in markdown
     assert (tmp_path / "results" / "study_bars.png").is_file()
     assert (tmp_path / "results" / "study_qualitative_sdn.png").is_file()
     assert "study_qualitative_sdn.png" in markdown

@@ -10,13 +10,12 @@ import math
 import os
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sdnseg.engine.study import Study, latest_checkpoint, run_dir, study_datamodule
 from sdnseg.viz import save_figure
-
-if TYPE_CHECKING:
-    from sdnseg.engine.study import Study
 
 METRICS = (
     "mIoU",
@@ -106,7 +105,12 @@ def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
 
 
 def markdown(
-    study: Study, summary: dict, pairs: list[dict], results: list[dict], figures: list[Path]
+    study: Study,
+    summary: dict,
+    pairs: list[dict],
+    results: list[dict],
+    figures: list[Path],
+    classes: Sequence[str] = (),
 ) -> str:
     lines = [
         "# Study results",
@@ -124,6 +128,21 @@ def markdown(
             f"| {name} | {len(e['seeds'])} | {' | '.join(cells)} | {e['params'] / 1e6:.2f} "
             f"| {e['gflops']:.1f} | {e['seconds_per_epoch']:.0f} |"
         )
+    classes = [c for c in classes if any(f"IoU/{c}" in r["test"] for r in results)]
+    if classes:
+        lines += [
+            "",
+            "## Per-class IoU (single scale, mean over seeds, percent)",
+            "",
+            f"| configuration | {' | '.join(classes)} |",
+            f"|---|{'---|' * len(classes)}",
+        ]
+        for name in summary:
+            runs = [r["test"] for r in results if r["name"] == name]
+            cells = [
+                _pct(_mean_std([t.get(f"IoU/{c}", math.nan) for t in runs])[0]) for c in classes
+            ]
+            lines.append(f"| {name} | {' | '.join(cells)} |")
     if pairs:
         lines += [
             "",
@@ -212,7 +231,6 @@ def qualitative(study: Study, results: list[dict]) -> list[Path]:
     """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
     error maps, on fixed test images (chosen in the study file, not by outcome), single scale."""
     from sdnseg.engine.checkpoint import load_model
-    from sdnseg.engine.study import latest_checkpoint, run_dir, study_datamodule
     from sdnseg.viz.segmentation import comparison_figure
 
     spec = study.qualitative
@@ -267,7 +285,7 @@ def write_report(study: Study, results: list[dict]) -> None:
     figures = plots(study, summary, results) + qualitative(study, results)
     for suffix, text in (
         (".json", json.dumps(payload, indent=2, allow_nan=True) + "\n"),
-        (".md", markdown(study, summary, pairs, results, figures)),
+        (".md", markdown(study, summary, pairs, results, figures, study_datamodule(study).classes)),
     ):
         path = base.with_name(base.name + suffix)
         tmp = path.with_name(f".{path.name}.tmp")
