@@ -128,10 +128,15 @@ def schedule(study: Study) -> list[tuple[RunSpec, int]]:
     return order
 
 
-def _write_json(path: Path, payload: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write beside the target, then rename over it: a killed runner never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def run_dir(study: Study, run: RunSpec, seed: int) -> Path:

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sdnseg.engine.study import Study, latest_checkpoint, run_dir, study_datamodule
+from sdnseg.data import SegmentationDataModule
+from sdnseg.engine.study import (
+    Study,
+    latest_checkpoint,
+    run_dir,
+    study_datamodule,
+    write_text_atomic,
+)
 from sdnseg.viz import save_figure
 
 METRICS = (
@@ -108,6 +114,7 @@ def markdown(
     study: Study,
     summary: dict,
     pairs: list[dict],
+    paired_by_variant: dict[str, dict[str, Any]],
     results: list[dict],
     figures: list[Path],
     classes: Sequence[str] = (),
@@ -165,7 +172,7 @@ def markdown(
             "| ΔBF@1px skip | ΔBF@3px skip |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for variant, e in paired_summary(pairs).items():
+        for variant, e in paired_by_variant.items():
             n = len(e["seeds"])
             cells = [
                 f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{n})"
@@ -227,7 +234,7 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
     return written
 
 
-def qualitative(study: Study, results: list[dict]) -> list[Path]:
+def qualitative(study: Study, results: list[dict], dm: SegmentationDataModule) -> list[Path]:
     """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
     error maps, on fixed test images (chosen in the study file, not by outcome), single scale."""
     from sdnseg.engine.checkpoint import load_model
@@ -239,7 +246,6 @@ def qualitative(study: Study, results: list[dict]) -> list[Path]:
     seed = int(spec.get("seed", 0))
     finished = {(r["name"], r["seed"]) for r in results}
     specs = {run.name: run for run in study.runs}
-    dm = study_datamodule(study)
     dataset = dm.raw_dataset(dm.test_split)
     indices = [i for i in spec.get("images", [0]) if 0 <= i < len(dataset)]
     items = [dataset[i] for i in indices]
@@ -269,6 +275,8 @@ def write_report(study: Study, results: list[dict]) -> None:
         return
     summary = summarise(results)
     pairs = paired(study, results)
+    paired_by_variant = paired_summary(pairs)
+    dm = study_datamodule(study)
     payload = {
         "study": {
             "config": study.config,
@@ -277,17 +285,13 @@ def write_report(study: Study, results: list[dict]) -> None:
         },
         "summary": summary,
         "paired": pairs,
-        "paired_summary": paired_summary(pairs),
+        "paired_summary": paired_by_variant,
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
     base = Path(study.results)
     base.parent.mkdir(parents=True, exist_ok=True)
-    figures = plots(study, summary, results) + qualitative(study, results)
-    for suffix, text in (
-        (".json", json.dumps(payload, indent=2, allow_nan=True) + "\n"),
-        (".md", markdown(study, summary, pairs, results, figures, study_datamodule(study).classes)),
-    ):
-        path = base.with_name(base.name + suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    figures = plots(study, summary, results) + qualitative(study, results, dm)
+    text = markdown(study, summary, pairs, paired_by_variant, results, figures, dm.classes)
+    write_text_atomic(base.with_name(base.name + ".md"), text)
+    payload_text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
+    write_text_atomic(base.with_name(base.name + ".json"), payload_text)
