@@ -18,8 +18,7 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
 
     python benchmarks/sdc_speed_cuda.py --compile-only [--arch 90]  # ptxas every config, no GPU
 
-so one GPU session runs ``python benchmarks/sdc_speed_cuda.py --check && python
-benchmarks/sdc_speed_cuda.py``. The first call of each kernel configuration compiles and autotunes
+``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The first call of each kernel configuration compiles and autotunes
 (seconds); warm-up absorbs it. ``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
 """
 
@@ -334,6 +333,24 @@ def memory_profile(fn: Callable, inputs: tuple[torch.Tensor, ...]) -> dict[str, 
     }
 
 
+def agreement_with_pytorch(methods: dict[str, Callable], inputs) -> dict[str, float]:
+    """Max |y - y_pytorch| / max |y_pytorch| of each SDC method at the timed shape and dtype.
+
+    The timed kernels must compute SDC; ``--check`` covers small shapes against float64, this
+    covers the autotuned configurations the timings actually ran.
+    """
+    if "pytorch" not in methods:
+        return {}
+    with torch.no_grad():
+        anchor = methods["pytorch"](*inputs).float()
+        scale = anchor.abs().max().item()
+        return {
+            name: (fn(*inputs).float() - anchor).abs().max().item() / scale
+            for name, fn in methods.items()
+            if name not in ("pytorch", "conv2d")
+        }
+
+
 def measure(shape, precision: str, methods: dict[str, Callable], iters: int, warmup: int):
     n, ci, co, h, w = shape
     tf32 = precision == "tf32"
@@ -349,9 +366,12 @@ def measure(shape, precision: str, methods: dict[str, Callable], iters: int, war
     u, v = randn(n, ci, h, w), randn(n, ci, h, w)
     weight = randn(co, ci, 3, 3, scale=1.0 / math.sqrt(9 * ci))
     grad_y = torch.randn(n, co, h, w, generator=g, device="cuda").to(dtype)
+    errors = agreement_with_pytorch(methods, (u, v, weight))
     rows = []
     for name, fn in methods.items():
         row = {"N": n, "Ci": ci, "Co": co, "H": h, "W": w, "precision": precision, "method": name}
+        if name in errors:
+            row["rel_err_vs_pytorch"] = errors[name]
 
         def forward(fn=fn):
             with torch.no_grad():
@@ -406,7 +426,8 @@ def markdown(rows: list[dict], env: dict, iters: int) -> str:
         f"3x3, dilation 1, Cf = Ci, Perona-Malik; median of {iters} runs (CUDA events). "
         "fwd: no grad. fwd+bwd: grads into u, v, W. peak: max allocated over a forward with grad, "
         "above the inputs. saved: bytes autograd keeps for backward beyond the inputs. "
-        "`x pt`: time relative to the PyTorch fast path; `x conv`: relative to F.conv2d.",
+        "`x pt`: time relative to the PyTorch fast path; `x conv`: relative to F.conv2d. "
+        "err vs pt: max |y - y_pt| / max |y_pt| at that shape and dtype.",
         "",
     ]
     by_key = {
@@ -417,8 +438,8 @@ def markdown(rows: list[dict], env: dict, iters: int) -> str:
             f"## {precision}",
             "",
             "| N, Ci->Co, HxW | method | fwd ms | fwd+bwd ms | x pt fwd | x pt fwd+bwd "
-            "| x conv fwd+bwd | peak MiB | saved MiB |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| x conv fwd+bwd | peak MiB | saved MiB | err vs pt |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             if r["precision"] != precision:
@@ -433,13 +454,14 @@ def markdown(rows: list[dict], env: dict, iters: int) -> str:
 
             shape = f"{r['N']}, {r['Ci']}->{r['Co']}, {r['H']}x{r['W']}"
             if "error" in r:
-                lines.append(f"| {shape} | {r['method']} | {r['error']} |" + " |" * 6)
+                lines.append(f"| {shape} | {r['method']} | {r['error']} |" + " |" * 7)
                 continue
             lines.append(
                 f"| {shape} | {r['method']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} "
                 f"| {ratio(r, pt, 'fwd_ms')} | {ratio(r, pt, 'fwd_bwd_ms')} "
                 f"| {ratio(r, conv, 'fwd_bwd_ms')} "
-                f"| {_fmt(r['fwd_peak_mib'], '.0f')} | {_fmt(r['saved_mib'], '.0f')} |"
+                f"| {_fmt(r['fwd_peak_mib'], '.0f')} | {_fmt(r['saved_mib'], '.0f')} "
+                f"| {_fmt(r.get('rel_err_vs_pytorch'), '.1e')} |"
             )
         lines.append("")
     return "\n".join(lines)

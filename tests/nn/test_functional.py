@@ -124,6 +124,31 @@ def test_cdc_matches_reference(theta):
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("operator", ["sdc", "cdc"])
+def test_autocast_runs_in_the_autocast_dtype_like_conv2d(operator):
+    """Mixed precision hands SDC a bfloat16 ``u`` and the module's float32 weight."""
+    u, v, weight, bias = _inputs(ci=4, co=3, h=6, w=7, dtype=torch.float32)
+    weight.requires_grad_(True)
+    u_half = u.bfloat16().requires_grad_(True)
+
+    def run(u, v, weight, bias):
+        if operator == "sdc":
+            return SF.semantic_difference_conv2d(u, v, weight, bias, lam=torch.tensor(1.5))
+        return SF.central_difference_conv2d(u, weight, bias, theta=0.7)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = run(u_half, v, weight, bias)
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    assert weight.grad is not None and weight.grad.dtype == torch.float32
+    assert u_half.grad is not None and u_half.grad.dtype == torch.bfloat16
+    # The float32 operator on the inputs rounded to bfloat16, up to bfloat16's own rounding of
+    # the intermediates (8 bits of mantissa: ~0.4% each, relative to the output's scale).
+    expected = run(*[t.bfloat16().float() for t in (u, v, weight, bias)])
+    error = (y.float() - expected).abs().max() / expected.abs().max()
+    assert error < 0.02, f"bfloat16 result off by {error:.3f} of max |y|"
+
+
 def test_cdc_gradcheck():
     u, _, weight, bias = _inputs(h=4, w=5)
     for t in (u, weight, bias):

@@ -197,6 +197,10 @@ def semantic_difference_conv2d(
     Returns:
         (N, Co, H, W).
     """
+    if torch.is_autocast_enabled(u.device.type):
+        u, v, weight, bias, lam = _to_autocast_dtype(u.device.type, u, v, weight, bias, lam)
+        with torch.autocast(u.device.type, enabled=False):
+            return semantic_difference_conv2d(u, v, weight, bias, dilation, similarity, lam)
     _check_conv_args(u, weight, bias, dilation)
     if v.dim() != 4:
         raise ValueError(f"v must be (N, Cf, H, W), got shape {tuple(v.shape)}")
@@ -212,6 +216,19 @@ def semantic_difference_conv2d(
     kernel_size = (weight.shape[2], weight.shape[3])
     s = neighbour_similarity(v, kernel_size, dilation, similarity, lam)
     return _difference_conv(u, s, weight, bias, dilation)
+
+
+def _to_autocast_dtype(device_type: str, *values):
+    """Under autocast SDC runs as conv2d does: every floating tensor in the autocast dtype.
+
+    Without this, mixed precision would hand the operator a half-precision ``u`` (the output of
+    an autocast conv) and the module's float32 weight. The caller then disables autocast, which
+    would otherwise move the similarity's ``rsqrt`` back to float32.
+    """
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(
+        x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in values
+    )
 
 
 def _difference_conv(
@@ -279,6 +296,10 @@ def central_difference_conv2d(
     Since ``conv2d`` with zero padding is ``SDC_ones + sum_{k valid} W_k U_m``, CDC is
     ``(1 - theta) · conv2d + theta · SDC_ones``, which reuses both fast paths.
     """
+    if torch.is_autocast_enabled(u.device.type):
+        u, weight, bias = _to_autocast_dtype(u.device.type, u, weight, bias)
+        with torch.autocast(u.device.type, enabled=False):
+            return central_difference_conv2d(u, weight, bias, dilation, theta)
     _check_conv_args(u, weight, None, dilation)
     if not isinstance(theta, (int, float)):
         raise ValueError(f"theta must be a number, got {theta!r}")

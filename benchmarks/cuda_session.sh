@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Everything sdnseg checks on a CUDA machine, in one go (CI has no GPU):
+#   1. the operator tests (tests/nn) with CUDA tensors, default kernel configs;
+#   2. `sdc_speed_cuda.py --check`: Triton SDC and its gradients against float64;
+#   3. `sdc_speed_cuda.py`: timings vs F.conv2d -> benchmarks/results/sdc_speed_cuda.{json,md};
+#   4. a short fit (bf16-mixed, +SDN through Triton) and a test of its checkpoint on the GPU.
+# Run from the repository root: `bash benchmarks/cuda_session.sh`. Logs and results are copied to
+# $OUT (default /tmp/sdnseg_cuda). Each step has its own time limit so a slow one cannot starve
+# the rest; the exit status is 1 if any step failed. To rerun some steps only:
+#   STEPS="bench fit" BENCH_ARGS="--precisions fp32" bash benchmarks/cuda_session.sh
+set -uo pipefail
+out=${OUT:-/tmp/sdnseg_cuda}
+mkdir -p "$out"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+failed=()
+steps=" ${STEPS:-tests check bench fit} "
+
+step() {
+  local name=$1 limit=$2
+  shift 2
+  [[ $steps == *" $name "* || $name == test ]] || return 0
+  echo "== $name (limit ${limit}s): $*"
+  timeout "$limit" "$@" 2>&1 | tee "$out/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc"
+  [ "$rc" = 0 ] || failed+=("$name")
+}
+
+python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))"
+SDNSEG_TRITON_AUTOTUNE=0 step tests 120 python3 -m pytest -q -p no:cacheprovider tests/nn
+SDNSEG_TRITON_AUTOTUNE=0 step check 80 python3 benchmarks/sdc_speed_cuda.py --check
+step bench ${BENCH_LIMIT:-180} python3 benchmarks/sdc_speed_cuda.py ${BENCH_ARGS:---precisions bf16 tf32 fp32}
+cp benchmarks/results/sdc_speed_cuda.json benchmarks/results/sdc_speed_cuda.md "$out/" 2>/dev/null
+
+run_root=$(mktemp -d)
+step fit 90 python3 -m sdnseg.engine.cli fit --config configs/quickstart.yaml --name cuda_smoke \
+  --trainer.accelerator gpu --trainer.precision bf16-mixed --trainer.deterministic false \
+  --trainer.max_steps 100 --trainer.val_check_interval 50 --runs_dir "$run_root"
+ckpt=$(find "$run_root" -name last.ckpt | head -1)
+if [[ $steps != *" fit "* ]]; then
+  :
+elif [ -n "$ckpt" ]; then
+  step test 50 python3 -m sdnseg.engine.cli test --config configs/quickstart.yaml --name cuda_smoke \
+    --runs_dir "$run_root" --trainer.accelerator gpu --trainer.deterministic false --ckpt_path "$ckpt"
+else
+  echo "== test: no checkpoint from fit"
+  failed+=(test)
+fi
+
+echo "failed steps: ${failed[*]:-none}"
+[ ${#failed[@]} = 0 ]
