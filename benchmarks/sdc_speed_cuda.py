@@ -18,8 +18,8 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
 
     python benchmarks/sdc_speed_cuda.py --compile-only [--arch 90]  # ptxas every config, no GPU
 
-``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The first call of each kernel configuration compiles and autotunes
-(seconds); warm-up absorbs it. ``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
+``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The first
+call of each kernel configuration compiles and autotunes (seconds); warm-up absorbs it. ``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
 """
 
 from __future__ import annotations
