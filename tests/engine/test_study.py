@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from sdnseg.engine import study as study_module
-from sdnseg.engine.study import RunSpec, Study, main, schedule
+from sdnseg.engine.study import RunSpec, Study, logged_seconds_per_step, main, schedule
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
 
@@ -67,7 +67,9 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
         assert 0 <= entry["BF@1px"]["mean"] <= 1 and entry["params"] > 0
     (run,) = [r for r in report["runs"] if r["name"] == "base"]
     assert run["iterations"] == 2 and run["epochs"] == 1  # 4 images, batch 2: 2 batches per epoch
-    assert run["seconds_per_epoch"] == pytest.approx(run["fit_seconds"] / 2 * 2)
+    per_step = logged_seconds_per_step(tmp_path / "runs" / "base" / "seed0")
+    assert per_step is not None and 0 < per_step < run["fit_seconds"]
+    assert run["seconds_per_epoch"] == pytest.approx(per_step * 2)
     (pair,) = report["paired"]
     base, sdn = (report["summary"][n]["mIoU"]["mean"] for n in ("base", "sdn"))
     assert abs(pair["mIoU"] - (sdn - base)) < 1e-9
@@ -140,3 +142,17 @@ def test_paired_summary_mean_std_and_wins():
     assert entry["mIoU"]["mean"] == pytest.approx(-0.01)
     assert entry["mIoU"]["std"] == pytest.approx(0.04 / 2**0.5)  # sample std of (+0.01, -0.03)
     assert entry["mIoU"]["wins"] == 1
+
+
+def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    # A fit logs steps 10..50 in 80 s and is killed; its resume logs 60..100 in 40 s. The 820 s
+    # between the two (the kill, the next session's start) are not training time.
+    segments = {"version_0": [(10, 100.0), (50, 180.0)], "version_1": [(60, 1000.0), (100, 1040.0)]}
+    for version, points in segments.items():
+        with SummaryWriter(tmp_path / version) as writer:
+            for step, wall in points:
+                writer.add_scalar("train/loss", 1.0, step, walltime=wall)
+    assert logged_seconds_per_step(tmp_path) == pytest.approx(120 / 80)
+    assert logged_seconds_per_step(tmp_path / "missing") is None

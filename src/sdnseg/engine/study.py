@@ -35,6 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,13 +171,25 @@ def test_command(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> lis
     return cmd
 
 
-def _run(cmd: list[str], log: Path) -> None:
-    """Run an sdnseg command through this Python (so the right install runs it), log appended."""
+def _run(cmd: list[str], log: Path, every: Callable[[], None] | None = None) -> None:
+    """Run an sdnseg command through this Python (so the right install runs it), log appended.
+
+    ``every`` is called every 30 s while the command runs and once when it ends.
+    """
     full = [sys.executable, "-m", "sdnseg.engine.cli", *cmd[1:]]
     with log.open("a") as out:
         out.write(f"\n$ {shlex.join(cmd)}\n")
         out.flush()
-        code = subprocess.call(full, stdout=out, stderr=subprocess.STDOUT)
+        with subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT) as process:
+            while True:
+                try:
+                    code = process.wait(timeout=30)
+                    break
+                except subprocess.TimeoutExpired:
+                    if every is not None:
+                        every()
+        if every is not None:
+            every()
     if code != 0:
         raise RuntimeError(f"command failed with exit code {code} (see {log}): {shlex.join(cmd)}")
 
@@ -226,12 +239,14 @@ def execute(
     if not timing.get("fit_done"):
         resume = latest_checkpoint(folder)
         cmd = fit_command(study, run, seed, resume)
-        start = time.perf_counter()
-        try:
-            _run(cmd, log)
-        finally:
-            timing["fit_seconds"] += time.perf_counter() - start
+        start, before = time.perf_counter(), timing["fit_seconds"]
+
+        def record_time() -> None:
+            # Written as the fit runs: a runner killed with its session loses 30 s at most.
+            timing["fit_seconds"] = before + time.perf_counter() - start
             _write_json(timing_path, timing)
+
+        _run(cmd, log, every=record_time)
         timing["fit_done"] = True
         timing["fit_command"] = shlex.join(fit_command(study, run, seed, None))
         _write_json(timing_path, timing)
@@ -251,6 +266,9 @@ def execute(
     ]
     # The final validation is logged at the last step, so the logs tell how many steps ran.
     iterations = max((int(r["step"]) for r in history if "step" in r), default=0) + 1
+    per_step = logged_seconds_per_step(folder)
+    if per_step is None:
+        per_step = timing["fit_seconds"] / iterations
     result = {
         "name": run.name,
         "arch": run.arch,
@@ -261,14 +279,38 @@ def execute(
         "fit_seconds": timing["fit_seconds"],
         "iterations": iterations,
         "epochs": iterations / batches_per_epoch,
-        # Wall time of `sdnseg fit` (start-up, resumes and validation included) per epoch.
-        "seconds_per_epoch": timing["fit_seconds"] / iterations * batches_per_epoch,
+        "seconds_per_epoch": per_step * batches_per_epoch,
         "fit_command": timing["fit_command"],
         "test_command": shlex.join(cmd),
         **_model_cost(run, num_classes, size),
     }
     _write_json(folder / RESULT, result)
     return result
+
+
+def logged_seconds_per_step(folder: Path) -> float | None:
+    """Wall seconds per training step, from the TensorBoard event times of a run's fit segments.
+
+    Each ``version_*`` folder is one segment (a fit, or a resume of it): the time from its first
+    to its last logged value, over the steps in between. Validation is included; start-up, the
+    steps redone after a resume and the time lost when a session killed the fit are not, so a run
+    resumed across sessions is timed like one that ran through. ``None`` when nothing was logged
+    over more than one step.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    seconds = steps = 0.0
+    for version in sorted(folder.glob("version_*")):
+        events = EventAccumulator(str(version), size_guidance={"scalars": 0})
+        events.Reload()
+        scalars = [e for tag in events.Tags()["scalars"] for e in events.Scalars(tag)]
+        if not scalars:
+            continue
+        first = min(scalars, key=lambda e: e.wall_time)
+        last = max(scalars, key=lambda e: e.wall_time)
+        seconds += last.wall_time - first.wall_time
+        steps += last.step - first.step
+    return seconds / steps if steps > 0 else None
 
 
 def study_datamodule(study: Study):

@@ -1,0 +1,155 @@
+"""Training-step time of every configuration of a study, in turns on a quiet machine.
+
+The study's own runs record seconds per epoch from their logs, but they share two cores with
+whatever else runs that hour, so their times say as much about the machine as about the model.
+This benchmark times one training step (forward with the auxiliary head, the study's loss,
+backward, SGD update) of each configuration of the study file on the study's batch and crop,
+random images and labels, no data loading and no validation. Configurations take turns in every
+round, so that a burst of load hits all of them alike; the load average before and after is
+recorded. The anchor is each variant's baseline (its ``pair`` in the study file), measured in
+the same run.
+
+Run: ``python benchmarks/train_speed.py`` (about 5 minutes on 2 cores; stop the study runner
+first) -> ``benchmarks/results/train_speed_<study>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, write_results  # noqa: E402
+from sdnseg.engine.study import Study  # noqa: E402
+from sdnseg.models import create_model  # noqa: E402
+from sdnseg.models.losses import segmentation_loss  # noqa: E402
+
+
+def training_step(study: Study, name: str, num_classes: int, fit: dict):
+    """A closure running one SGD step of configuration ``name`` on a fixed random batch."""
+    run = next(r for r in study.runs if r.name == name)
+    if run.args:
+        raise ValueError(
+            f"{name}: extra fit arguments {run.args} are not timed here; only overrides"
+        )
+    data, model_args = fit["data"], fit["model"]
+    torch.manual_seed(0)
+    net = create_model(run.arch, num_classes=num_classes, pretrained=False, **run.overrides)
+    net.train()
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=model_args["lr"],
+        momentum=model_args["momentum"],
+        weight_decay=model_args["weight_decay"],
+    )
+    h, w = data["crop_size"]
+    images = torch.randn(data["batch_size"], 3, h, w)
+    masks = torch.randint(0, num_classes, (data["batch_size"], h, w))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = segmentation_loss(net(images), masks, 255, model_args["aux_weight"], False)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def markdown(rows: list[dict], env: dict, args: argparse.Namespace, batches: int) -> str:
+    by_name = {r["name"]: r for r in rows}
+    lines = [
+        f"# Training-step time of the configurations of `{args.study}`",
+        "",
+        f"{env['cpu']} ({env['cpu_count']} cores), {env['threads']} threads, torch "
+        f"{env['torch']}, {env['date']}; load average {env['load_before']:.2f} before, "
+        f"{env['load_after']:.2f} after.",
+        f"One SGD step (forward with auxiliary head, loss, backward, update) on a batch of "
+        f"{args.batch} at {args.crop[0]}x{args.crop[1]}, random data, no loading or validation. "
+        f"Median (and minimum) of {args.rounds} rounds x {args.steps} steps after "
+        f"{args.warmup} warm-up steps, configurations in turns. s/epoch = median x {batches} "
+        "batches. `x baseline`: median over its pair's median in this run.",
+        "",
+        "| configuration | arch | overrides | s/step | min | s/epoch | x baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = by_name.get(r["pair"]) if r["pair"] else None
+        ratio = f"{r['median_s'] / base['median_s']:.3f}" if base else "—"
+        overrides = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
+        lines.append(
+            f"| {r['name']} | {r['arch']} | {overrides} | {r['median_s']:.3f} | {r['min_s']:.3f} "
+            f"| {r['median_s'] * batches:.0f} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="configs/studies/camvid.yaml")
+    parser.add_argument("--num_classes", type=int, default=11)
+    parser.add_argument("--train_images", type=int, default=367, help="for batches per epoch")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="configuration names (default: all)")
+    parser.add_argument("--crop", type=int, nargs=2, help="override the fit config's crop")
+    parser.add_argument("--batch", type=int, help="override the fit config's batch size")
+    parser.add_argument("--name", help="result name (default train_speed_<study>)")
+    args = parser.parse_args(argv)
+
+    study = Study.load(Path(args.study))
+    fit = yaml.safe_load(Path(study.config).read_text())
+    fit["data"]["crop_size"] = args.crop or fit["data"]["crop_size"]
+    fit["data"]["batch_size"] = args.batch or fit["data"]["batch_size"]
+    args.crop, args.batch = fit["data"]["crop_size"], fit["data"]["batch_size"]
+    torch.use_deterministic_algorithms(bool(fit["trainer"].get("deterministic", False)))
+    names = args.only or [r.name for r in study.runs]
+    env = environment() | {"load_before": os.getloadavg()[0]}
+
+    steps = {}
+    for name in names:
+        steps[name] = training_step(study, name, args.num_classes, fit)
+        for _ in range(args.warmup):  # the SDC may torch.compile its kernels here
+            steps[name]()
+        print(f"[train_speed] {name}: warmed up", flush=True)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(args.rounds):
+        for name in names:
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                steps[name]()
+            times[name].append((time.perf_counter() - start) / args.steps)
+        print(f"[train_speed] round {round_ + 1}/{args.rounds}", flush=True)
+    env["load_after"] = os.getloadavg()[0]
+
+    runs = {r.name: r for r in study.runs}
+    rows = [
+        {
+            "name": name,
+            "arch": runs[name].arch,
+            "overrides": runs[name].overrides,
+            "pair": runs[name].pair,
+            "median_s": statistics.median(times[name]),
+            "min_s": min(times[name]),
+            "times_s": times[name],
+        }
+        for name in names
+    ]
+    batches = args.train_images // args.batch
+    result_name = args.name or f"train_speed_{Path(args.study).stem}"
+    payload = {"environment": env, "args": vars(args), "batches_per_epoch": batches, "rows": rows}
+    text = markdown(rows, env, args, batches)
+    write_results(result_name, payload, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
