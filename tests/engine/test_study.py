@@ -1,6 +1,7 @@
 """sdnseg study: a two-configuration matrix on synthetic data, skipped when finished."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,10 @@ def test_paired_summary_mean_std_and_wins():
     assert entry["mIoU"]["mean"] == pytest.approx(-0.01)
     assert entry["mIoU"]["std"] == pytest.approx(0.04 / 2**0.5)  # sample std of (+0.01, -0.03)
     assert entry["mIoU"]["wins"] == 1
+    # t = mean / (std / sqrt(2)) = -0.5 with 1 degree of freedom: p = 1 - 2 atan(0.5) / pi.
+    assert entry["mIoU"]["p"] == pytest.approx(1 - 2 * math.atan(0.5) / math.pi)
+    (single,) = paired_summary(rows[:1]).values()
+    assert math.isnan(single["mIoU"]["p"])
 
 
 def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):

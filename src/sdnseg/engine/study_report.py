@@ -84,8 +84,11 @@ def paired(study: Study, results: list[dict]) -> list[dict]:
 
 
 def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per variant: its baseline, the paired seeds, mean ± std of each difference and how many
-    seeds the variant won (difference > 0)."""
+    """Per variant: its baseline, the paired seeds, mean ± std of each difference, how many
+    seeds the variant won (difference > 0) and the two-sided paired t-test's p (NaN below two
+    pairs or when every difference is equal)."""
+    from scipy.stats import ttest_1samp
+
     groups: dict[str, list[dict]] = defaultdict(list)
     for p in pairs:
         groups[p["variant"]].append(p)
@@ -97,8 +100,12 @@ def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
         }
         for metric in METRICS:
             mean, std = _mean_std([r[metric] for r in rows])
-            wins = sum(r[metric] > 0 for r in rows)
-            entry[metric] = {"mean": mean, "std": std, "wins": wins}
+            differences = [r[metric] for r in rows]
+            wins = sum(d > 0 for d in differences)
+            p = math.nan
+            if len(differences) > 1 and not math.isnan(std) and std > 0:
+                p = float(ttest_1samp(differences, 0.0).pvalue)
+            entry[metric] = {"mean": mean, "std": std, "wins": wins, "p": p}
         out[variant] = entry
     return out
 
@@ -166,7 +173,9 @@ def markdown(
             )
         lines += [
             "",
-            "Mean ± std over the paired seeds (wins = seeds where the variant is higher):",
+            "Mean ± std over the paired seeds; in brackets the seeds where the variant is "
+            "higher, and p of a two-sided paired t-test (with two or three pairs only a large, "
+            "steady difference reaches a small p):",
             "",
             "| variant | baseline | pairs | ΔmIoU s.s. | ΔmIoU m.s. | ΔBF@1px | ΔBF@3px "
             "| ΔBF@1px skip | ΔBF@3px skip |",
@@ -175,7 +184,9 @@ def markdown(
         for variant, e in paired_by_variant.items():
             n = len(e["seeds"])
             cells = [
-                f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{n})"
+                f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{n}"
+                + ("" if math.isnan(e[m]["p"]) else f", p {e[m]['p']:.2f}")
+                + ")"
                 if not math.isnan(e[m]["mean"])
                 else "–"
                 for m in METRICS[:6]
