@@ -130,7 +130,10 @@ def markdown(
         "# Study results",
         "",
         f"Fit config `{study.config}`; test scales {study.test_scales}, flip {study.test_flip}.",
-        "Mean ± std over seeds, percent. s.s. = single scale; m.s. = multi-scale + flip.",
+        "Mean ± std over seeds, percent. s.s. = single scale; m.s. = multi-scale + flip. "
+        "s/epoch: the fits' own logged wall time per epoch, validation and data loading "
+        "included, on a machine shared with other work (`benchmarks/train_speed.py` times the "
+        "configurations against each other).",
         "",
         "| configuration | seeds | mIoU s.s. | mIoU m.s. | BF@1px | BF@3px | BF@1px skip "
         "| BF@3px skip | params (M) | GFLOPs | s/epoch |",
