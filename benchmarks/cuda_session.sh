@@ -15,10 +15,11 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 failed=()
 steps=" ${STEPS:-tests check bench fit} "
 
+want() { [[ $steps == *" $1 "* ]]; }
+
 step() {
   local name=$1 limit=$2
   shift 2
-  [[ $steps == *" $name "* || $name == test ]] || return 0
   echo "== $name (limit ${limit}s): $*"
   timeout "$limit" "$@" 2>&1 | tee "$out/$name.log"
   local rc=${PIPESTATUS[0]}
@@ -26,25 +27,35 @@ step() {
   [ "$rc" = 0 ] || failed+=("$name")
 }
 
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))"
-SDNSEG_TRITON_AUTOTUNE=0 step tests 120 python3 -m pytest -q -p no:cacheprovider tests/nn
-SDNSEG_TRITON_AUTOTUNE=0 step check 80 python3 benchmarks/sdc_speed_cuda.py --check
-step bench ${BENCH_LIMIT:-180} python3 benchmarks/sdc_speed_cuda.py ${BENCH_ARGS:---precisions bf16 tf32 fp32}
-cp benchmarks/results/sdc_speed_cuda.json benchmarks/results/sdc_speed_cuda.md "$out/" 2>/dev/null
-
-run_root=$(mktemp -d)
-step fit 90 python3 -m sdnseg.engine.cli fit --config configs/quickstart.yaml --name cuda_smoke \
-  --trainer.accelerator gpu --trainer.precision bf16-mixed --trainer.deterministic false \
-  --trainer.max_steps 100 --trainer.val_check_interval 50 --runs_dir "$run_root"
-ckpt=$(find "$run_root" -name last.ckpt | head -1)
-if [[ $steps != *" fit "* ]]; then
-  :
-elif [ -n "$ckpt" ]; then
-  step test 50 python3 -m sdnseg.engine.cli test --config configs/quickstart.yaml --name cuda_smoke \
-    --runs_dir "$run_root" --trainer.accelerator gpu --trainer.deterministic false --ckpt_path "$ckpt"
-else
-  echo "== test: no checkpoint from fit"
-  failed+=(test)
+step environment 60 python3 -c "import torch, triton
+print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))"
+want tests && SDNSEG_TRITON_AUTOTUNE=0 step tests 120 python3 -m pytest -q -p no:cacheprovider \
+  tests/nn
+want check && SDNSEG_TRITON_AUTOTUNE=0 step check 80 python3 benchmarks/sdc_speed_cuda.py --check
+if want bench; then
+  # Rewrites benchmarks/results/sdc_speed_cuda.* after every shape, so a partial run keeps its
+  # rows; a rerun of some precisions replaces the file, to be merged with the earlier rows.
+  step bench "${BENCH_LIMIT:-180}" python3 benchmarks/sdc_speed_cuda.py \
+    ${BENCH_ARGS:---precisions bf16 tf32 fp32}
+  cp benchmarks/results/sdc_speed_cuda.json benchmarks/results/sdc_speed_cuda.md "$out/"
+fi
+if want fit; then
+  # A short +SDN training in bf16 mixed precision (SDC through Triton), then a test of its
+  # checkpoint, in a run folder of its own.
+  run_root=$(mktemp -d)
+  step fit 90 python3 -m sdnseg.engine.cli fit --config configs/quickstart.yaml --name cuda_smoke \
+    --trainer.accelerator gpu --trainer.precision bf16-mixed --trainer.deterministic false \
+    --trainer.max_steps 100 --trainer.val_check_interval 50 --runs_dir "$run_root"
+  ckpt=$(find "$run_root" -name last.ckpt | head -1)
+  if [ -n "$ckpt" ]; then
+    step test_checkpoint 50 python3 -m sdnseg.engine.cli test --config configs/quickstart.yaml \
+      --name cuda_smoke --runs_dir "$run_root" --trainer.accelerator gpu \
+      --trainer.deterministic false --ckpt_path "$ckpt"
+  else
+    echo "== test_checkpoint: no checkpoint from fit"
+    failed+=(test_checkpoint)
+  fi
+  rm -rf "$run_root"
 fi
 
 echo "failed steps: ${failed[*]:-none}"

@@ -18,8 +18,9 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
 
     python benchmarks/sdc_speed_cuda.py --compile-only [--arch 90]  # ptxas every config, no GPU
 
-``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The first
-call of each kernel configuration compiles and autotunes (seconds); warm-up absorbs it. ``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
+``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The
+first call of each kernel configuration compiles and autotunes (seconds); warm-up absorbs it.
+``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
 """
 
 from __future__ import annotations
@@ -333,22 +334,14 @@ def memory_profile(fn: Callable, inputs: tuple[torch.Tensor, ...]) -> dict[str, 
     }
 
 
-def agreement_with_pytorch(methods: dict[str, Callable], inputs) -> dict[str, float]:
-    """Max |y - y_pytorch| / max |y_pytorch| of each SDC method at the timed shape and dtype.
+def agreement_with_pytorch(fn: Callable, anchor: torch.Tensor, inputs) -> float:
+    """Max |y - y_pytorch| / max |y_pytorch| of one SDC method at the timed shape and dtype.
 
     The timed kernels must compute SDC; ``--check`` covers small shapes against float64, this
     covers the autotuned configurations the timings actually ran.
     """
-    if "pytorch" not in methods:
-        return {}
     with torch.no_grad():
-        anchor = methods["pytorch"](*inputs).float()
-        scale = anchor.abs().max().item()
-        return {
-            name: (fn(*inputs).float() - anchor).abs().max().item() / scale
-            for name, fn in methods.items()
-            if name not in ("pytorch", "conv2d")
-        }
+        return ((fn(*inputs).float() - anchor).abs().max() / anchor.abs().max()).item()
 
 
 def measure(shape, precision: str, methods: dict[str, Callable], iters: int, warmup: int):
@@ -366,12 +359,16 @@ def measure(shape, precision: str, methods: dict[str, Callable], iters: int, war
     u, v = randn(n, ci, h, w), randn(n, ci, h, w)
     weight = randn(co, ci, 3, 3, scale=1.0 / math.sqrt(9 * ci))
     grad_y = torch.randn(n, co, h, w, generator=g, device="cuda").to(dtype)
-    errors = agreement_with_pytorch(methods, (u, v, weight))
+    anchor = None
+    if "pytorch" in methods:
+        try:
+            with torch.no_grad():
+                anchor = methods["pytorch"](u, v, weight).float()
+        except Exception as error:  # noqa: BLE001 - its own row records the failure
+            print(f"no agreement check at {shape} {precision}: {error}", flush=True)
     rows = []
     for name, fn in methods.items():
         row = {"N": n, "Ci": ci, "Co": co, "H": h, "W": w, "precision": precision, "method": name}
-        if name in errors:
-            row["rel_err_vs_pytorch"] = errors[name]
 
         def forward(fn=fn):
             with torch.no_grad():
@@ -382,6 +379,8 @@ def measure(shape, precision: str, methods: dict[str, Callable], iters: int, war
             fn(u, v, weight).backward(grad_y)
 
         try:
+            if anchor is not None and name not in ("pytorch", "conv2d"):
+                row["rel_err_vs_pytorch"] = agreement_with_pytorch(fn, anchor, (u, v, weight))
             row["fwd_ms"] = cuda_median_ms(forward, iters, warmup)
             row["fwd_bwd_ms"] = cuda_median_ms(forward_backward, iters, warmup)
             u.grad = v.grad = weight.grad = None

@@ -7,15 +7,17 @@ backward, SGD update) of each configuration of the study file on the study's bat
 random images and labels, no data loading and no validation. Configurations take turns in every
 round, so that a burst of load hits all of them alike; the load average before and after is
 recorded. The anchor is each variant's baseline (its ``pair`` in the study file), measured in
-the same run.
+the same run. The optimiser, loss settings, batch and crop come from the study's fit config.
 
 Run: ``python benchmarks/train_speed.py`` (about 5 minutes on 2 cores; stop the study runner
-first) -> ``benchmarks/results/train_speed_<study>.{json,md}``.
+first and let the load settle) -> ``benchmarks/results/train_speed_<study>.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import os
 import statistics
 import sys
@@ -26,36 +28,58 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, write_results  # noqa: E402
-from sdnseg.engine.study import Study  # noqa: E402
+from _common import RESULTS, environment, write_atomic  # noqa: E402
+from sdnseg.engine.module import SegmentationModule  # noqa: E402
+from sdnseg.engine.study import Study, study_shape  # noqa: E402
 from sdnseg.models import create_model  # noqa: E402
 from sdnseg.models.losses import segmentation_loss  # noqa: E402
 
 
 def training_step(study: Study, name: str, num_classes: int, fit: dict):
-    """A closure running one SGD step of configuration ``name`` on a fixed random batch."""
+    """A closure running one optimiser step of configuration ``name`` on a fixed random batch."""
     run = next(r for r in study.runs if r.name == name)
     if run.args:
         raise ValueError(
             f"{name}: extra fit arguments {run.args} are not timed here; only overrides"
         )
-    data, model_args = fit["data"], fit["model"]
+    data, model_args = fit["data"], fit.get("model", {})
     torch.manual_seed(0)
     net = create_model(run.arch, num_classes=num_classes, pretrained=False, **run.overrides)
     net.train()
-    optimizer = torch.optim.SGD(
-        net.parameters(),
-        lr=model_args["lr"],
-        momentum=model_args["momentum"],
-        weight_decay=model_args["weight_decay"],
-    )
+    # The module's own defaults fill what the fit config leaves out.
+    module_defaults = {
+        k: v.default
+        for k, v in inspect.signature(SegmentationModule.__init__).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    args = module_defaults | model_args
+    if args["optimizer"] == "sgd":
+        optimizer = torch.optim.SGD(
+            net.parameters(),
+            lr=args["lr"],
+            momentum=args["momentum"],
+            weight_decay=args["weight_decay"],
+        )
+    else:
+        optimizer = torch.optim.AdamW(
+            net.parameters(),
+            lr=args["lr"],
+            betas=tuple(args["betas"]),
+            weight_decay=args["weight_decay"],
+        )
     h, w = data["crop_size"]
     images = torch.randn(data["batch_size"], 3, h, w)
     masks = torch.randint(0, num_classes, (data["batch_size"], h, w))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = segmentation_loss(net(images), masks, 255, model_args["aux_weight"], False)
+        loss = segmentation_loss(
+            net(images),
+            masks,
+            ignore_index=args["ignore_index"],
+            aux_weight=args["aux_weight"],
+            avg_non_ignore=args["avg_non_ignore"],
+        )
         loss.backward()
         optimizer.step()
 
@@ -70,7 +94,7 @@ def markdown(rows: list[dict], env: dict, args: argparse.Namespace, batches: int
         f"{env['cpu']} ({env['cpu_count']} cores), {env['threads']} threads, torch "
         f"{env['torch']}, {env['date']}; load average {env['load_before']:.2f} before, "
         f"{env['load_after']:.2f} after.",
-        f"One SGD step (forward with auxiliary head, loss, backward, update) on a batch of "
+        f"One optimiser step (forward with auxiliary head, loss, backward, update) on a batch of "
         f"{args.batch} at {args.crop[0]}x{args.crop[1]}, random data, no loading or validation. "
         f"Median (and minimum) of {args.rounds} rounds x {args.steps} steps after "
         f"{args.warmup} warm-up steps, configurations in turns. s/epoch = median x {batches} "
@@ -93,29 +117,26 @@ def markdown(rows: list[dict], env: dict, args: argparse.Namespace, batches: int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="configs/studies/camvid.yaml")
-    parser.add_argument("--num_classes", type=int, default=11)
-    parser.add_argument("--train_images", type=int, default=367, help="for batches per epoch")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="configuration names (default: all)")
-    parser.add_argument("--crop", type=int, nargs=2, help="override the fit config's crop")
-    parser.add_argument("--batch", type=int, help="override the fit config's batch size")
     parser.add_argument("--name", help="result name (default train_speed_<study>)")
+    parser.add_argument("--results_dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     study = Study.load(Path(args.study))
     fit = yaml.safe_load(Path(study.config).read_text())
-    fit["data"]["crop_size"] = args.crop or fit["data"]["crop_size"]
-    fit["data"]["batch_size"] = args.batch or fit["data"]["batch_size"]
     args.crop, args.batch = fit["data"]["crop_size"], fit["data"]["batch_size"]
-    torch.use_deterministic_algorithms(bool(fit["trainer"].get("deterministic", False)))
+    torch.use_deterministic_algorithms(bool(fit.get("trainer", {}).get("deterministic", False)))
+    # Classes and batches per epoch as the study's runs see them (reads the dataset's lists).
+    num_classes, _, batches = study_shape(study)
     names = args.only or [r.name for r in study.runs]
     env = environment() | {"load_before": os.getloadavg()[0]}
 
     steps = {}
     for name in names:
-        steps[name] = training_step(study, name, args.num_classes, fit)
+        steps[name] = training_step(study, name, num_classes, fit)
         for _ in range(args.warmup):  # the SDC may torch.compile its kernels here
             steps[name]()
         print(f"[train_speed] {name}: warmed up", flush=True)
@@ -142,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in names
     ]
-    batches = args.train_images // args.batch
     result_name = args.name or f"train_speed_{Path(args.study).stem}"
-    payload = {"environment": env, "args": vars(args), "batches_per_epoch": batches, "rows": rows}
     text = markdown(rows, env, args, batches)
-    write_results(result_name, payload, text)
+    record = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    payload = {"environment": env, "args": record, "batches_per_epoch": batches, "rows": rows}
+    write_atomic(args.results_dir / f"{result_name}.json", json.dumps(payload, indent=2) + "\n")
+    write_atomic(args.results_dir / f"{result_name}.md", text)
     print(text)
     return 0
 

@@ -71,6 +71,7 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     per_step = logged_seconds_per_step(tmp_path / "runs" / "base" / "seed0")
     assert per_step is not None and 0 < per_step < run["fit_seconds"]
     assert run["seconds_per_epoch"] == pytest.approx(per_step * 2)
+    assert run["seconds_per_epoch_from"] == "logged steps"
     (pair,) = report["paired"]
     base, sdn = (report["summary"][n]["mIoU"]["mean"] for n in ("base", "sdn"))
     assert abs(pair["mIoU"] - (sdn - base)) < 1e-9
@@ -147,6 +148,14 @@ def test_paired_summary_mean_std_and_wins():
     assert entry["mIoU"]["p"] == pytest.approx(1 - 2 * math.atan(0.5) / math.pi)
     (single,) = paired_summary(rows[:1]).values()
     assert math.isnan(single["mIoU"]["p"])
+    # A metric one seed lacks: that seed leaves the mean, the spread and the test.
+    rows.append({"variant": "sdn", "baseline": "base", "seed": 2, **dict.fromkeys(METRICS, 0.05)})
+    rows[1]["BF@1px"] = math.nan
+    (entry,) = paired_summary(rows).values()
+    assert entry["BF@1px"]["mean"] == pytest.approx(0.03) and entry["BF@1px"]["wins"] == 2
+    assert entry["BF@1px"]["p"] == pytest.approx(
+        1 - 2 * math.atan(1.5) / math.pi
+    )  # t = 0.03 / (0.04 / 2)
 
 
 def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):
@@ -154,10 +163,32 @@ def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):
 
     # A fit logs steps 10..50 in 80 s and is killed; its resume logs 60..100 in 40 s. The 820 s
     # between the two (the kill, the next session's start) are not training time.
-    segments = {"version_0": [(10, 100.0), (50, 180.0)], "version_1": [(60, 1000.0), (100, 1040.0)]}
+    # A resume that only ran its final validation logs one step: no rate, left out.
+    segments = {
+        "version_0": [(10, 100.0), (50, 180.0)],
+        "version_1": [(60, 1000.0), (100, 1040.0)],
+        "version_2": [(100, 2000.0), (100, 2030.0)],
+    }
     for version, points in segments.items():
         with SummaryWriter(tmp_path / version) as writer:
             for step, wall in points:
                 writer.add_scalar("train/loss", 1.0, step, walltime=wall)
+    (tmp_path / "version_3").mkdir()  # a fit killed before it logged anything
     assert logged_seconds_per_step(tmp_path) == pytest.approx(120 / 80)
     assert logged_seconds_per_step(tmp_path / "missing") is None
+
+
+def test_run_calls_the_heartbeat_while_running_and_stops_the_command_when_it_raises(tmp_path):
+    from sdnseg.engine.study import _run
+
+    log = tmp_path / "commands.log"
+    beats = []
+    _run(["sdnseg", "fit", "--help"], log, heartbeat=lambda: beats.append(1), every=0.01)
+    assert len(beats) >= 2  # at least one while it ran, one at the end
+    assert "$ sdnseg fit --help" in log.read_text()
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _run(["sdnseg", "fit", "--help"], log, heartbeat=fail, every=0.01)

@@ -149,6 +149,13 @@ def test_autocast_runs_in_the_autocast_dtype_like_conv2d(operator):
     assert error < 0.02, f"bfloat16 result off by {error:.3f} of max |y|"
 
 
+def test_meta_tensors_give_the_output_shape():
+    """Models are built and FLOP-counted on the meta device; meta has no autocast state."""
+    u, v, weight, bias = (t.to("meta") for t in _inputs(ci=3, co=5, dtype=torch.float32))
+    assert SF.semantic_difference_conv2d(u, v, weight, bias).shape == (2, 5, 6, 7)
+    assert SF.central_difference_conv2d(u, weight, bias).shape == (2, 5, 6, 7)
+
+
 def test_cdc_gradcheck():
     u, _, weight, bias = _inputs(h=4, w=5)
     for t in (u, weight, bias):

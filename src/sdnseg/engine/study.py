@@ -171,25 +171,32 @@ def test_command(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> lis
     return cmd
 
 
-def _run(cmd: list[str], log: Path, every: Callable[[], None] | None = None) -> None:
+def _run(
+    cmd: list[str], log: Path, heartbeat: Callable[[], None] | None = None, every: float = 30.0
+) -> None:
     """Run an sdnseg command through this Python (so the right install runs it), log appended.
 
-    ``every`` is called every 30 s while the command runs and once when it ends.
+    ``heartbeat`` is called every ``every`` seconds while the command runs and once when it ends.
     """
     full = [sys.executable, "-m", "sdnseg.engine.cli", *cmd[1:]]
     with log.open("a") as out:
         out.write(f"\n$ {shlex.join(cmd)}\n")
         out.flush()
         with subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT) as process:
-            while True:
-                try:
-                    code = process.wait(timeout=30)
-                    break
-                except subprocess.TimeoutExpired:
-                    if every is not None:
-                        every()
-        if every is not None:
-            every()
+            try:
+                while True:
+                    try:
+                        code = process.wait(timeout=every)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if heartbeat is not None:
+                            heartbeat()
+            except BaseException:
+                # Popen's exit would otherwise wait out the whole fit before the error shows.
+                process.kill()
+                raise
+        if heartbeat is not None:
+            heartbeat()
     if code != 0:
         raise RuntimeError(f"command failed with exit code {code} (see {log}): {shlex.join(cmd)}")
 
@@ -246,7 +253,7 @@ def execute(
             timing["fit_seconds"] = before + time.perf_counter() - start
             _write_json(timing_path, timing)
 
-        _run(cmd, log, every=record_time)
+        _run(cmd, log, heartbeat=record_time)
         timing["fit_done"] = True
         timing["fit_command"] = shlex.join(fit_command(study, run, seed, None))
         _write_json(timing_path, timing)
@@ -266,9 +273,9 @@ def execute(
     ]
     # The final validation is logged at the last step, so the logs tell how many steps ran.
     iterations = max((int(r["step"]) for r in history if "step" in r), default=0) + 1
-    per_step = logged_seconds_per_step(folder)
+    per_step, timed_from = logged_seconds_per_step(folder), "logged steps"
     if per_step is None:
-        per_step = timing["fit_seconds"] / iterations
+        per_step, timed_from = timing["fit_seconds"] / iterations, "fit_seconds"
     result = {
         "name": run.name,
         "arch": run.arch,
@@ -280,6 +287,7 @@ def execute(
         "iterations": iterations,
         "epochs": iterations / batches_per_epoch,
         "seconds_per_epoch": per_step * batches_per_epoch,
+        "seconds_per_epoch_from": timed_from,
         "fit_command": timing["fit_command"],
         "test_command": shlex.join(cmd),
         **_model_cost(run, num_classes, size),
@@ -292,15 +300,15 @@ def logged_seconds_per_step(folder: Path) -> float | None:
     """Wall seconds per training step, from the TensorBoard event times of a run's fit segments.
 
     Each ``version_*`` folder is one segment (a fit, or a resume of it): the time from its first
-    to its last logged value, over the steps in between. Validation is included; start-up, the
-    steps redone after a resume and the time lost when a session killed the fit are not, so a run
-    resumed across sessions is timed like one that ran through. ``None`` when nothing was logged
-    over more than one step.
+    to its last logged value, over the steps in between. Validation is included; start-up and
+    the time between a killed segment and its resume are not, so a run resumed across sessions
+    is timed like one that ran through. A segment that logged a single step adds nothing. ``None``
+    when no segment logged more than one step.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     seconds = steps = 0.0
-    for version in sorted(folder.glob("version_*")):
+    for version in folder.glob("version_*"):
         events = EventAccumulator(str(version), size_guidance={"scalars": 0})
         events.Reload()
         scalars = [e for tag in events.Tags()["scalars"] for e in events.Scalars(tag)]
@@ -308,8 +316,9 @@ def logged_seconds_per_step(folder: Path) -> float | None:
             continue
         first = min(scalars, key=lambda e: e.wall_time)
         last = max(scalars, key=lambda e: e.wall_time)
-        seconds += last.wall_time - first.wall_time
-        steps += last.step - first.step
+        if last.step > first.step:
+            seconds += last.wall_time - first.wall_time
+            steps += last.step - first.step
     return seconds / steps if steps > 0 else None
 
 
@@ -321,7 +330,7 @@ def study_datamodule(study: Study):
     return SegmentationDataModule(**config.get("data", {}))
 
 
-def _study_shape(study: Study) -> tuple[int, tuple[int, int], int]:
+def study_shape(study: Study) -> tuple[int, tuple[int, int], int]:
     """Number of classes, evaluation size and batches per epoch, from the fit config."""
     dm = study_datamodule(study)
     size = dm.base_size or (dm.hparams.synthetic_size,) * 2
@@ -339,7 +348,7 @@ def main(argv: list[str]) -> int:
     from sdnseg.engine.study_report import write_report
 
     study = Study.load(args.study)
-    num_classes, size, batches_per_epoch = _study_shape(study)
+    num_classes, size, batches_per_epoch = study_shape(study)
     results = []
     for run, seed in schedule(study):
         if args.only is not None and run.name not in args.only:

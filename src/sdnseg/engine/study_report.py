@@ -99,11 +99,12 @@ def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
             "seeds": [r["seed"] for r in rows],
         }
         for metric in METRICS:
-            mean, std = _mean_std([r[metric] for r in rows])
-            differences = [r[metric] for r in rows]
+            # A seed missing a metric (NaN) drops out of its mean, spread and test alike.
+            differences = [r[metric] for r in rows if not math.isnan(r[metric])]
+            mean, std = _mean_std(differences)
             wins = sum(d > 0 for d in differences)
             p = math.nan
-            if len(differences) > 1 and not math.isnan(std) and std > 0:
+            if len(differences) > 1 and std > 0:
                 p = float(ttest_1samp(differences, 0.0).pvalue)
             entry[metric] = {"mean": mean, "std": std, "wins": wins, "p": p}
         out[variant] = entry
@@ -188,7 +189,7 @@ def markdown(
             n = len(e["seeds"])
             cells = [
                 f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{n}"
-                + ("" if math.isnan(e[m]["p"]) else f", p {e[m]['p']:.2f}")
+                + ("" if math.isnan(e[m]["p"]) else f", p {e[m]['p']:.2g}")
                 + ")"
                 if not math.isnan(e[m]["mean"])
                 else "–"

@@ -197,7 +197,7 @@ def semantic_difference_conv2d(
     Returns:
         (N, Co, H, W).
     """
-    if torch.is_autocast_enabled(u.device.type):
+    if _autocasting(u):
         u, v, weight, bias, lam = _to_autocast_dtype(u.device.type, u, v, weight, bias, lam)
         with torch.autocast(u.device.type, enabled=False):
             return semantic_difference_conv2d(u, v, weight, bias, dilation, similarity, lam)
@@ -218,16 +218,24 @@ def semantic_difference_conv2d(
     return _difference_conv(u, s, weight, bias, dilation)
 
 
+def _autocasting(x: torch.Tensor) -> bool:
+    # Meta and other device types have no autocast state; asking about one raises.
+    device_type = x.device.type
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
 def _to_autocast_dtype(device_type: str, *values):
-    """Under autocast SDC runs as conv2d does: every floating tensor in the autocast dtype.
+    """Under autocast SDC runs as conv2d does: float32 and half tensors in the autocast dtype,
+    float64 left alone.
 
     Without this, mixed precision would hand the operator a half-precision ``u`` (the output of
     an autocast conv) and the module's float32 weight. The caller then disables autocast, which
     would otherwise move the similarity's ``rsqrt`` back to float32.
     """
     dtype = torch.get_autocast_dtype(device_type)
+    castable = (torch.float32, torch.float16, torch.bfloat16)
     return tuple(
-        x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in values
+        x.to(dtype) if isinstance(x, torch.Tensor) and x.dtype in castable else x for x in values
     )
 
 
@@ -296,7 +304,7 @@ def central_difference_conv2d(
     Since ``conv2d`` with zero padding is ``SDC_ones + sum_{k valid} W_k U_m``, CDC is
     ``(1 - theta) · conv2d + theta · SDC_ones``, which reuses both fast paths.
     """
-    if torch.is_autocast_enabled(u.device.type):
+    if _autocasting(u):
         u, weight, bias = _to_autocast_dtype(u.device.type, u, weight, bias)
         with torch.autocast(u.device.type, enabled=False):
             return central_difference_conv2d(u, weight, bias, dilation, theta)

@@ -1,0 +1,62 @@
+"""benchmarks/train_speed.py on a tiny synthetic study: it runs and its table adds up."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import yaml
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_speed_times_every_configuration_against_its_pair(tmp_path):
+    fit = {
+        "trainer": {"deterministic": True},
+        "model": {"lr": 0.01, "optimizer": "adamw", "weight_decay": 0.01},
+        "data": {
+            "name": "synthetic",
+            "synthetic_size": 32,
+            "synthetic_num_train": 6,
+            "synthetic_num_val": 2,
+            "synthetic_num_classes": 3,
+            "batch_size": 2,
+            "crop_size": [32, 48],
+        },
+    }
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(fit))
+    study = {
+        "config": str(tmp_path / "fit.yaml"),
+        "output_dir": str(tmp_path / "runs"),
+        "results": str(tmp_path / "results" / "study"),
+        "runs": [
+            {"name": "base", "arch": "fcn_r18d8", "overrides": TINY, "seeds": [0]},
+            {
+                "name": "sdn",
+                "arch": "fcn_r18d8_sdn",
+                "overrides": {**TINY, "sdc_channels": 8, "guidance_channels": 8},
+                "seeds": [0],
+                "pair": "base",
+            },
+        ],
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    train_speed = _load("train_speed")
+    argv = ["--study", str(tmp_path / "study.yaml"), "--results_dir", str(tmp_path)]
+    assert train_speed.main([*argv, "--rounds", "2", "--steps", "1", "--warmup", "1"]) == 0
+    result = json.loads((tmp_path / "train_speed_study.json").read_text())
+    assert result["batches_per_epoch"] == 3  # 6 images, batch 2
+    base, sdn = result["rows"]
+    assert (base["name"], sdn["name"], sdn["pair"]) == ("base", "sdn", "base")
+    for row in result["rows"]:
+        assert len(row["times_s"]) == 2 and 0 < row["min_s"] <= row["median_s"]
+    table = (tmp_path / "train_speed_study.md").read_text()
+    assert f"| {sdn['median_s'] / base['median_s']:.3f} |" in table
+    assert f"| {base['median_s'] * 3:.0f} |" in table
