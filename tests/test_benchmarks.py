@@ -6,8 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from tests.engine.test_study import TINY_PAIR
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
 
 
 def _load(name: str):
@@ -36,16 +37,7 @@ def test_train_speed_times_every_configuration_against_its_pair(tmp_path):
         "config": str(tmp_path / "fit.yaml"),
         "output_dir": str(tmp_path / "runs"),
         "results": str(tmp_path / "results" / "study"),
-        "runs": [
-            {"name": "base", "arch": "fcn_r18d8", "overrides": TINY, "seeds": [0]},
-            {
-                "name": "sdn",
-                "arch": "fcn_r18d8_sdn",
-                "overrides": {**TINY, "sdc_channels": 8, "guidance_channels": 8},
-                "seeds": [0],
-                "pair": "base",
-            },
-        ],
+        "runs": TINY_PAIR,
     }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     train_speed = _load("train_speed")

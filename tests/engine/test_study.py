@@ -11,6 +11,17 @@ from sdnseg.engine import study as study_module
 from sdnseg.engine.study import RunSpec, Study, logged_seconds_per_step, main, schedule
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
+# A baseline and its +SDN twin, small enough for a few CPU steps; tests/test_benchmarks.py too.
+TINY_PAIR = [
+    {"name": "base", "arch": "fcn_r18d8", "overrides": TINY, "seeds": [0]},
+    {
+        "name": "sdn",
+        "arch": "fcn_r18d8_sdn",
+        "overrides": {**TINY, "sdc_channels": 8, "guidance_channels": 8},
+        "seeds": [0],
+        "pair": "base",
+    },
+]
 
 
 def _write_study(tmp_path):
@@ -41,16 +52,7 @@ def _write_study(tmp_path):
         "test_scales": [0.75, 1.0],
         "test_flip": True,
         "qualitative": {"variants": ["sdn"], "images": [1, 0, 7]},  # 7: past the end, left out
-        "runs": [
-            {"name": "base", "arch": "fcn_r18d8", "overrides": TINY, "seeds": [0]},
-            {
-                "name": "sdn",
-                "arch": "fcn_r18d8_sdn",
-                "overrides": {**TINY, "sdc_channels": 8, "guidance_channels": 8},
-                "seeds": [0],
-                "pair": "base",
-            },
-        ],
+        "runs": TINY_PAIR,
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(spec))
