@@ -110,18 +110,36 @@ def test_study_file_errors(tmp_path):
         Study.load(tmp_path / "missing.yaml")
 
 
-def test_schedule_alternates_a_pair_seed_by_seed():
-    runs = [
-        RunSpec("base", "fcn_r18d8", [0, 1, 2]),
-        RunSpec("sdn", "fcn_r18d8_sdn", [0, 1, 2], pair="base"),
-        RunSpec("conv", "fcn_r18d8_sdn", [0, 1], pair="base"),  # baseline done earlier: own block
-        RunSpec("other", "semfpn_r18", [1]),
-    ]
+def _order(runs):
     study = Study("fit.yaml", Path("runs"), Path("results"), runs)
-    order = [(run.name, seed) for run, seed in schedule(study)]
-    assert order == [
-        ("base", 0), ("sdn", 0), ("base", 1), ("sdn", 1), ("base", 2), ("sdn", 2),
-        ("conv", 0), ("conv", 1), ("other", 1),
+    return [(run.name, seed) for run, seed in schedule(study)]
+
+
+def test_schedule_alternates_a_pair_seed_by_seed():
+    base = RunSpec("base", "fcn_r18d8", [0, 1, 2])
+    sdn = RunSpec("sdn", "fcn_r18d8_sdn", [0, 1, 2], pair="base")
+    conv = RunSpec("conv", "fcn_r18d8_sdn", [0, 1], pair="base")
+    other = RunSpec("other", "semfpn_r18", [1])
+    assert _order([base, sdn, conv, other]) == [
+        ("base", 0), ("sdn", 0), ("conv", 0), ("base", 1), ("sdn", 1), ("conv", 1),
+        ("base", 2), ("sdn", 2), ("other", 1),
+    ]  # fmt: skip
+
+
+def test_schedule_runs_ablations_of_an_earlier_baseline_seed_by_seed():
+    # Ablations listed after another block: all of seed 0 before any seed 1, so a study cut off
+    # half-way still has a whole ablation table at one seed.
+    runs = [
+        RunSpec("base", "fcn_r18d8", [0]),
+        RunSpec("other", "semfpn_r18", [0]),
+        RunSpec("conv", "fcn_r18d8_sdn", [0, 1], pair="base"),
+        RunSpec("cdc", "fcn_r18d8_sdn", [0, 1], pair="base"),
+        RunSpec("k5", "fcn_r18d8_sdn", [1], pair="base"),
+        RunSpec("alone", "semfpn_r18_sdn", [0, 1], pair="other"),
+    ]
+    assert _order(runs) == [
+        ("base", 0), ("other", 0), ("conv", 0), ("cdc", 0), ("conv", 1), ("cdc", 1), ("k5", 1),
+        ("alone", 0), ("alone", 1),
     ]  # fmt: skip
 
 

@@ -21,8 +21,8 @@ A study file (see ``configs/studies/camvid.yaml``)::
     # Figure: image, ground truth, baseline and variant with error maps, for these test images
     qualitative: {variants: [fcn_r18d8_sdn], images: [0, 25, 50, 75], seed: 0}
 
-A variant listed right after the baseline it pairs with runs seed by seed beside it (baseline
-seed 0, variant seed 0, baseline seed 1, ...), so a cut-off study still has paired seeds.
+Runs listed together that share a baseline go seed by seed (baseline seed 0, each variant seed 0,
+baseline seed 1, ...), so a cut-off study still has paired seeds and every variant at seed 0.
 """
 
 from __future__ import annotations
@@ -114,11 +114,13 @@ class Study:
 
 
 def schedule(study: Study) -> list[tuple[RunSpec, int]]:
-    """The order runs are made in: the file's order, except that a variant listed right after
-    its baseline alternates with it seed by seed."""
+    """The order runs are made in: the file's order, except that consecutive runs sharing a
+    baseline (and that baseline, when listed right before them) go seed by seed, all of seed 0
+    first."""
     blocks: list[list[RunSpec]] = []
     for run in study.runs:
-        if blocks and len(blocks[-1]) == 1 and run.pair == blocks[-1][0].name:
+        block_baseline = blocks[-1][0].pair or blocks[-1][0].name if blocks else None
+        if run.pair is not None and run.pair == block_baseline:
             blocks[-1].append(run)
         else:
             blocks.append([run])
