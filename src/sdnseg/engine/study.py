@@ -360,7 +360,8 @@ def main(argv: list[str]) -> int:
             continue
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
         results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))
-        write_report(study, results)
+        if not done:  # a restart does not redraw the report once per finished run
+            write_report(study, results)
     write_report(study, results)
     print(f"[study] report: {study.results}.md", flush=True)
     return 0
