@@ -1,0 +1,96 @@
+"""docs/camvid_study.md and the README quote the generated study report; these catch a stale copy."""
+
+import json
+import re
+from pathlib import Path
+
+from sdnseg.engine.study import Study, schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "camvid_study.md").read_text()
+REPORT = (ROOT / "benchmarks" / "results" / "camvid_study.md").read_text()
+RESULTS = json.loads((ROOT / "benchmarks" / "results" / "camvid_study.json").read_text())
+
+
+def _tables(markdown: str) -> list[list[dict[str, str]]]:
+    """Every table in a markdown text, as rows keyed by header; minus signs unified."""
+    tables, lines = [], [*markdown.splitlines(), ""]
+    block: list[str] = []
+    for line in lines:
+        if line.startswith("|"):
+            block.append(line.replace("−", "-"))
+            continue
+        if len(block) > 2:
+            header, *rows = ([c.strip(" *") for c in r.strip("|").split("|")] for r in block)
+            tables.append([dict(zip(header, row, strict=True)) for row in rows[1:]])
+        block = []
+    return tables
+
+
+def _table_with(markdown: str, *columns: str) -> list[list[dict[str, str]]]:
+    return [t for t in _tables(markdown) if all(c in t[0] for c in columns)]
+
+
+def test_the_doc_results_table_copies_the_report():
+    (doc,) = _table_with(DOC, "configuration", "mIoU s.s.")
+    (report,) = _table_with(REPORT, "configuration", "mIoU s.s.")
+    by_name = {row["configuration"]: row for row in report}
+    assert {row["configuration"] for row in doc} == set(by_name)
+    for row in doc:
+        for column in (
+            "seeds",
+            "mIoU s.s.",
+            "mIoU m.s.",
+            "BF@1px",
+            "BF@3px",
+            "params (M)",
+            "GFLOPs",
+        ):
+            assert row[column] == by_name[row["configuration"]][column], (
+                row["configuration"],
+                column,
+            )
+
+
+def test_the_doc_per_class_table_copies_the_report():
+    (doc,) = _table_with(DOC, "configuration", "Sky")
+    (report,) = _table_with(REPORT, "configuration", "Sky")
+    assert doc == report
+
+
+def test_every_doc_paired_table_copies_one_variant_of_the_report():
+    (per_seed,) = _table_with(REPORT, "variant", "seed")
+    (summary,) = _table_with(REPORT, "variant", "pairs")
+    doc_tables = _table_with(DOC, "seed", "ΔmIoU s.s.")
+    assert doc_tables, "no paired table in docs/camvid_study.md"
+    quoted = set()
+    for table in doc_tables:
+        columns = [c for c in table[0] if c.startswith("Δ")]
+        seeds = {row["seed"]: row for row in table if row["seed"].isdigit()}
+        mean = next(row for row in table if row["seed"] == "mean ± std")
+        wins = next(row for row in table if row["seed"] == "wins, p")
+        matches = [
+            entry["variant"]
+            for entry in summary
+            if all(entry[c] == f"{mean[c]} ({wins[c]})" for c in columns)
+            and {
+                r["seed"]: [r[c] for c in columns]
+                for r in per_seed
+                if r["variant"] == entry["variant"]
+            }
+            == {s: [row[c] for c in columns] for s, row in seeds.items()}
+        ]
+        assert len(matches) == 1, f"paired table with seeds {sorted(seeds)} matches {matches}"
+        quoted.add(matches[0])
+    assert quoted == {entry["variant"] for entry in summary}, "a paired variant is missing"
+
+
+def test_the_run_count_in_doc_and_readme_is_the_report_s():
+    total = len(schedule(Study.load(ROOT / "configs" / "studies" / "camvid.yaml")))
+    finished = len(RESULTS["runs"])
+    readme = (ROOT / "README.md").read_text()
+    if finished < total:
+        assert f"in progress ({finished} of {total} runs)" in DOC.splitlines()[0]
+        assert re.search(rf"{finished}\s+of\s+{total}\s+runs", readme)
+    else:
+        assert "in progress" not in DOC.splitlines()[0]
