@@ -229,7 +229,8 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
                 ax.plot(epochs, means, marker=".", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val {metric} (%), mean over seeds")
-    axes[0].legend(fontsize=7)
+    # Beside the plots: with the ablations there are too many lines to leave a free corner.
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     written.append(save_figure(fig, Path(f"{study.results}_curves.png")))
 
