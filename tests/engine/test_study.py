@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from sdnseg.engine import study as study_module
+from sdnseg.engine import study_report
 from sdnseg.engine.study import RunSpec, Study, logged_seconds_per_step, main, schedule
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
@@ -92,7 +93,15 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
         raise AssertionError("a finished run was run again")
 
     monkeypatch.setattr(study_module, "_run", fail)
+    reports = []
+    monkeypatch.setattr(
+        study_report, "write_report", lambda study, results: reports.append(results)
+    )
     assert main([str(path)]) == 0
+    assert len(reports) == 1, "a restart redrew the report once per finished run"
+    # --only selects what runs; the report still holds every finished run.
+    assert main([str(path), "--only", "sdn"]) == 0
+    assert {r["name"] for r in reports[-1]} == {"base", "sdn"}
 
 
 def test_study_file_errors(tmp_path):
@@ -124,6 +133,16 @@ def test_schedule_alternates_a_pair_seed_by_seed():
         ("base", 0), ("sdn", 0), ("conv", 0), ("base", 1), ("sdn", 1), ("conv", 1),
         ("base", 2), ("sdn", 2), ("other", 1),
     ]  # fmt: skip
+
+
+def test_schedule_keeps_a_chained_pair_together():
+    runs = [
+        RunSpec("a", "fcn_r18d8", [0, 1]),
+        RunSpec("x", "semfpn_r18", [0]),
+        RunSpec("b", "fcn_r18d8_sdn", [0, 1], pair="a"),
+        RunSpec("c", "fcn_r18d8_sdn", [0, 1], pair="b"),
+    ]
+    assert _order(runs) == [("a", 0), ("a", 1), ("x", 0), ("b", 0), ("c", 0), ("b", 1), ("c", 1)]
 
 
 def test_schedule_runs_ablations_of_an_earlier_baseline_seed_by_seed():

@@ -113,14 +113,21 @@ class Study:
         )
 
 
+def _goes_with(block: list[RunSpec], run: RunSpec) -> bool:
+    """Whether ``run`` shares the block's baseline, or pairs with the block's only run."""
+    first = block[0]
+    return run.pair is not None and (
+        run.pair == (first.pair or first.name) or (len(block) == 1 and run.pair == first.name)
+    )
+
+
 def schedule(study: Study) -> list[tuple[RunSpec, int]]:
     """The order runs are made in: the file's order, except that consecutive runs sharing a
-    baseline (and that baseline, when listed right before them) go seed by seed, all of seed 0
-    first."""
+    baseline (with that baseline, when listed right before them) go seed by seed, all of seed 0
+    first; so does a run with the run just before it, if it pairs with it."""
     blocks: list[list[RunSpec]] = []
     for run in study.runs:
-        block_baseline = blocks[-1][0].pair or blocks[-1][0].name if blocks else None
-        if run.pair is not None and run.pair == block_baseline:
+        if blocks and _goes_with(blocks[-1], run):
             blocks[-1].append(run)
         else:
             blocks.append([run])
@@ -342,7 +349,9 @@ def study_shape(study: Study) -> tuple[int, tuple[int, int], int]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sdnseg study", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="the study YAML file")
-    parser.add_argument("--only", nargs="*", default=None, help="run only these configurations")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="run only these (the report keeps all finished)"
+    )
     parser.add_argument(
         "--report_only", action="store_true", help="rewrite the report, run nothing"
     )
@@ -353,10 +362,9 @@ def main(argv: list[str]) -> int:
     num_classes, size, batches_per_epoch = study_shape(study)
     results = []
     for run, seed in schedule(study):
-        if args.only is not None and run.name not in args.only:
-            continue
         done = (run_dir(study, run, seed) / RESULT).is_file()
-        if args.report_only and not done:
+        skipped = args.report_only or (args.only is not None and run.name not in args.only)
+        if skipped and not done:
             continue
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
         results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))
