@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "camvid_study.md").read_text()
 REPORT = (ROOT / "benchmarks" / "results" / "camvid_study.md").read_text()
 RESULTS = json.loads((ROOT / "benchmarks" / "results" / "camvid_study.json").read_text())
+STUDY = Study.load(ROOT / "configs" / "studies" / "camvid.yaml")
 
 
 def _tables(markdown: str) -> list[list[dict[str, str]]]:
@@ -98,13 +99,12 @@ def test_every_doc_paired_table_copies_one_variant_of_the_report():
         assert len(matches) == 1, f"paired table with seeds {sorted(seeds)} matches {matches}"
         quoted.add(matches[0])
     # The main pairs (a variant listed right after its baseline) each get a per-seed table.
-    study = Study.load(ROOT / "configs" / "studies" / "camvid.yaml")
-    main_pairs = {b.name for a, b in pairwise(study.runs) if b.pair == a.name}
+    main_pairs = {b.name for a, b in pairwise(STUDY.runs) if b.pair == a.name}
     assert main_pairs & {row["variant"] for row in REPORT_PAIRED} <= quoted
 
 
 def test_the_run_count_in_doc_and_readme_is_the_report_s():
-    total = len(schedule(Study.load(ROOT / "configs" / "studies" / "camvid.yaml")))
+    total = len(schedule(STUDY))
     finished = len(RESULTS["runs"])
     readme = (ROOT / "README.md").read_text()
     if finished < total:
