@@ -7,7 +7,8 @@
 # Run from the repository root: `bash benchmarks/cuda_session.sh`. Logs and results are copied to
 # $OUT (default /tmp/sdnseg_cuda). Each step has its own time limit so a slow one cannot starve
 # the rest; the exit status is 1 if any step failed. To rerun some steps only:
-#   STEPS="bench fit" BENCH_ARGS="--precisions fp32" bash benchmarks/cuda_session.sh
+#   STEPS="bench fit" BENCH_ARGS="--precisions fp32 --merge" bash benchmarks/cuda_session.sh
+# (--merge replaces only the precisions measured now and keeps the others' rows and dates).
 set -uo pipefail
 out=${OUT:-/tmp/sdnseg_cuda}
 mkdir -p "$out"
@@ -31,10 +32,10 @@ step environment 60 python3 -c "import torch, triton
 print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))"
 want tests && SDNSEG_TRITON_AUTOTUNE=0 step tests 120 python3 -m pytest -q -p no:cacheprovider \
   tests/nn
-want check && SDNSEG_TRITON_AUTOTUNE=0 step check 80 python3 benchmarks/sdc_speed_cuda.py --check
+want check && SDNSEG_TRITON_AUTOTUNE=0 step check "${CHECK_LIMIT:-150}" python3 benchmarks/sdc_speed_cuda.py --check
 if want bench; then
   # Rewrites benchmarks/results/sdc_speed_cuda.* after every shape, so a partial run keeps its
-  # rows; a rerun of some precisions replaces the file, to be merged with the earlier rows.
+  # rows; without --merge in BENCH_ARGS a rerun replaces the whole file.
   step bench "${BENCH_LIMIT:-180}" python3 benchmarks/sdc_speed_cuda.py \
     ${BENCH_ARGS:---precisions bf16 tf32 fp32}
   cp benchmarks/results/sdc_speed_cuda.json benchmarks/results/sdc_speed_cuda.md "$out/"

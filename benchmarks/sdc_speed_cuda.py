@@ -416,12 +416,21 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def markdown(rows: list[dict], env: dict, iters: int) -> str:
+def markdown(rows: list[dict], environments: dict[str, dict], iters: int, note: str = "") -> str:
+    """The tables, one per precision, each with the machine and date it was measured on."""
     lines = [
         "# SDC (Eq. 5) on CUDA: Triton path vs PyTorch fast path vs F.conv2d",
         "",
-        f"{env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, triton {env['triton']}, "
-        f"CUDA {env['cuda']}, autotune {'on' if env['autotune'] else 'off'}, {env['date']}.",
+    ]
+    for precision, env in environments.items():
+        lines.append(
+            f"- {precision}: {env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, "
+            f"triton {env['triton']}, CUDA {env['cuda']}, "
+            f"autotune {'on' if env['autotune'] else 'off'}, {env['date']}."
+        )
+    lines += [
+        "",
+        *([note, ""] if note else []),
         f"3x3, dilation 1, Cf = Ci, Perona-Malik; median of {iters} runs (CUDA events). "
         "fwd: no grad. fwd+bwd: grads into u, v, W. peak: max allocated over a forward with grad, "
         "above the inputs. saved: bytes autograd keeps for backward beyond the inputs. "
@@ -466,20 +475,57 @@ def markdown(rows: list[dict], env: dict, iters: int) -> str:
     return "\n".join(lines)
 
 
+def merge_payload(earlier: dict, rows: list[dict], environments: dict[str, dict]) -> dict:
+    """``earlier``'s results with the precisions measured now replaced by ``rows``.
+
+    GPU time comes in short loans, so one precision at a time may be all a call can measure;
+    each precision keeps the environment (and date) it was measured in.
+    """
+    if "environments" not in earlier or "rows" not in earlier:
+        raise ValueError(
+            f"{NAME}.json has no 'environments'/'rows' (keys: {sorted(earlier)}); "
+            "cannot merge into it, rerun without --merge"
+        )
+    kept = [r for r in earlier["rows"] if r["precision"] not in environments]
+    kept_envs = {k: v for k, v in earlier["environments"].items() if k not in environments}
+    order = [p for p in PRECISIONS if p in kept_envs or p in environments]
+    merged_envs = {**kept_envs, **environments}
+    merged_rows = kept + rows
+    return {
+        "environments": {p: merged_envs[p] for p in order},
+        "iters": earlier.get("iters"),
+        "note": earlier.get("note", ""),
+        "rows": sorted(merged_rows, key=lambda r: order.index(r["precision"])),
+    }
+
+
 def run_benchmark(args: argparse.Namespace) -> None:
     methods = sdc_functions()
     methods = {k: methods[k] for k in args.methods}
     shapes = SHAPES[: args.max_shapes] if args.max_shapes else SHAPES
+    path = RESULTS / f"{NAME}.json"
+    earlier = json.loads(path.read_text()) if args.merge and path.exists() else None
+    if earlier is not None and earlier.get("iters") != args.iters:
+        raise SystemExit(
+            f"--merge: {path} was measured with --iters {earlier.get('iters')}, not {args.iters}"
+        )
     rows: list[dict] = []
     env = environment()
+    environments = {p: env for p in args.precisions}
+    payload = {"environments": environments, "iters": args.iters, "note": "", "rows": rows}
     for precision in args.precisions:
         for shape in shapes:
             rows += measure(shape, precision, methods, args.iters, args.warmup)
             # Written after every shape, so a session cut short still leaves its numbers.
-            payload = {"environment": env, "iters": args.iters, "rows": rows}
-            write_atomic(RESULTS / f"{NAME}.json", json.dumps(payload, indent=2) + "\n")
-            write_atomic(RESULTS / f"{NAME}.md", markdown(rows, env, args.iters))
-    print(markdown(rows, env, args.iters))
+            payload = {"environments": environments, "iters": args.iters, "note": "", "rows": rows}
+            if earlier is not None:
+                payload = merge_payload(earlier, rows, environments)
+            write_atomic(path, json.dumps(payload, indent=2) + "\n")
+            write_atomic(
+                RESULTS / f"{NAME}.md",
+                markdown(payload["rows"], payload["environments"], args.iters, payload["note"]),
+            )
+    print(markdown(payload["rows"], payload["environments"], args.iters, payload["note"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,6 +549,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the --precisions measured now in the results, keep the others",
+    )
     args = parser.parse_args(argv)
 
     if args.compile_only:

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.engine.test_study import TINY_PAIR
@@ -52,3 +53,37 @@ def test_train_speed_times_every_configuration_against_its_pair(tmp_path):
     table = (tmp_path / "train_speed_study.md").read_text()
     assert f"| {sdn['median_s'] / base['median_s']:.3f} |" in table
     assert f"| {base['median_s'] * 3:.0f} |" in table
+
+
+def test_sdc_speed_cuda_merge_replaces_only_the_precisions_measured_now():
+    bench = _load("sdc_speed_cuda")
+
+    def row(precision, method, ms):
+        shape = {"N": 2, "Ci": 8, "Co": 8, "H": 4, "W": 4}
+        timings = {"fwd_ms": ms, "fwd_bwd_ms": 3 * ms, "fwd_peak_mib": 1.0, "saved_mib": 0.0}
+        return {**shape, "precision": precision, "method": method, **timings}
+
+    def env(date):
+        return {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c"} | {
+            "autotune": True,
+            "date": date,
+        }
+
+    earlier = {
+        "environments": {"bf16": env("day 1"), "fp32": env("day 1")},
+        "iters": 20,
+        "note": "kept",
+        "rows": [row("bf16", "triton", 1.0), row("fp32", "triton", 9.0)],
+    }
+    merged = bench.merge_payload(earlier, [row("fp32", "triton", 5.0)], {"fp32": env("day 2")})
+    assert merged["rows"] == [row("fp32", "triton", 5.0), row("bf16", "triton", 1.0)]
+    assert merged["environments"] == {"fp32": env("day 2"), "bf16": env("day 1")}
+    assert merged["note"] == "kept"
+    # A precision not measured before is added in the script's order (fp32, tf32, bf16).
+    merged = bench.merge_payload(earlier, [row("tf32", "triton", 3.0)], {"tf32": env("day 2")})
+    assert [r["precision"] for r in merged["rows"]] == ["fp32", "tf32", "bf16"]
+    assert list(merged["environments"]) == ["fp32", "tf32", "bf16"]
+    markdown = bench.markdown(merged["rows"], merged["environments"], 20, merged["note"])
+    assert "- tf32: G (1 SMs)" in markdown and "day 2" in markdown and "kept" in markdown
+    with pytest.raises(ValueError, match="no 'environments'"):
+        bench.merge_payload({"environment": {}, "rows": []}, [], {"fp32": env("day 2")})
