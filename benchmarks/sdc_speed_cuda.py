@@ -512,20 +512,22 @@ def run_benchmark(args: argparse.Namespace) -> None:
     rows: list[dict] = []
     env = environment()
     environments = {p: env for p in args.precisions}
-    payload = {"environments": environments, "iters": args.iters, "note": "", "rows": rows}
+
+    def results() -> tuple[dict, str]:
+        payload = {"environments": environments, "iters": args.iters, "note": "", "rows": rows}
+        if earlier is not None:
+            payload = merge_payload(earlier, rows, environments)
+        table = markdown(payload["rows"], payload["environments"], args.iters, payload["note"])
+        return payload, table
+
     for precision in args.precisions:
         for shape in shapes:
             rows += measure(shape, precision, methods, args.iters, args.warmup)
             # Written after every shape, so a session cut short still leaves its numbers.
-            payload = {"environments": environments, "iters": args.iters, "note": "", "rows": rows}
-            if earlier is not None:
-                payload = merge_payload(earlier, rows, environments)
+            payload, table = results()
             write_atomic(path, json.dumps(payload, indent=2) + "\n")
-            write_atomic(
-                RESULTS / f"{NAME}.md",
-                markdown(payload["rows"], payload["environments"], args.iters, payload["note"]),
-            )
-    print(markdown(payload["rows"], payload["environments"], args.iters, payload["note"]))
+            write_atomic(RESULTS / f"{NAME}.md", table)
+    print(results()[1])
 
 
 def main(argv: list[str] | None = None) -> int:

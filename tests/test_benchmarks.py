@@ -64,10 +64,8 @@ def test_sdc_speed_cuda_merge_replaces_only_the_precisions_measured_now():
         return {**shape, "precision": precision, "method": method, **timings}
 
     def env(date):
-        return {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c"} | {
-            "autotune": True,
-            "date": date,
-        }
+        gpu = {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c"}
+        return {**gpu, "autotune": True, "date": date}
 
     earlier = {
         "environments": {"bf16": env("day 1"), "fp32": env("day 1")},
@@ -87,3 +85,40 @@ def test_sdc_speed_cuda_merge_replaces_only_the_precisions_measured_now():
     assert "- tf32: G (1 SMs)" in markdown and "day 2" in markdown and "kept" in markdown
     with pytest.raises(ValueError, match="no 'environments'"):
         bench.merge_payload({"environment": {}, "rows": []}, [], {"fp32": env("day 2")})
+
+
+def test_sdc_speed_cuda_merge_rewrites_the_results_after_every_shape(tmp_path, monkeypatch):
+    import argparse
+
+    bench = _load("sdc_speed_cuda")
+    env = {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c", "autotune": True}
+    timings = {"fwd_ms": 1.0, "fwd_bwd_ms": 2.0, "fwd_peak_mib": 1.0, "saved_mib": 0.0}
+
+    def measure(shape, precision, methods, iters, warmup):
+        n, ci, co, h, w = shape
+        shape_keys = {"N": n, "Ci": ci, "Co": co, "H": h, "W": w}
+        return [{**shape_keys, "precision": precision, "method": "triton", **timings}]
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "sdc_functions", lambda: {"triton": None})
+    monkeypatch.setattr(bench, "measure", measure)
+    monkeypatch.setattr(bench, "environment", lambda: {**env, "date": "now"})
+    earlier_row = {**measure(bench.SHAPES[0], "bf16", None, 0, 0)[0], "fwd_ms": 7.0}
+    earlier = {"environments": {"bf16": {**env, "date": "then"}}, "iters": 20, "note": "n"}
+    (tmp_path / "sdc_speed_cuda.json").write_text(json.dumps({**earlier, "rows": [earlier_row]}))
+    args = argparse.Namespace(
+        methods=["triton"], max_shapes=2, merge=True, iters=20, warmup=0, precisions=["fp32"]
+    )
+    bench.run_benchmark(args)
+    written = json.loads((tmp_path / "sdc_speed_cuda.json").read_text())
+    assert [(r["precision"], r["Ci"]) for r in written["rows"]] == [
+        ("fp32", bench.SHAPES[0][1]),
+        ("fp32", bench.SHAPES[1][1]),
+        ("bf16", bench.SHAPES[0][1]),
+    ]
+    assert written["rows"][-1]["fwd_ms"] == 7.0
+    assert {p: e["date"] for p, e in written["environments"].items()} == {
+        "fp32": "now",
+        "bf16": "then",
+    }
+    assert "- bf16: G (1 SMs)" in (tmp_path / "sdc_speed_cuda.md").read_text()
