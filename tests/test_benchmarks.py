@@ -55,17 +55,24 @@ def test_train_speed_times_every_configuration_against_its_pair(tmp_path):
     assert f"| {base['median_s'] * 3:.0f} |" in table
 
 
+_GPU = {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c", "autotune": True}
+
+
+def _speed_row(shape: tuple, precision: str, method: str, fwd_ms: float) -> dict:
+    """One sdc_speed_cuda result row, as ``measure`` returns it."""
+    timings = {"fwd_ms": fwd_ms, "fwd_bwd_ms": 3 * fwd_ms, "fwd_peak_mib": 1.0, "saved_mib": 0.0}
+    sizes = dict(zip(("N", "Ci", "Co", "H", "W"), shape, strict=True))
+    return {**sizes, "precision": precision, "method": method, **timings}
+
+
 def test_sdc_speed_cuda_merge_replaces_only_the_precisions_measured_now():
     bench = _load("sdc_speed_cuda")
 
     def row(precision, method, ms):
-        shape = {"N": 2, "Ci": 8, "Co": 8, "H": 4, "W": 4}
-        timings = {"fwd_ms": ms, "fwd_bwd_ms": 3 * ms, "fwd_peak_mib": 1.0, "saved_mib": 0.0}
-        return {**shape, "precision": precision, "method": method, **timings}
+        return _speed_row((2, 8, 8, 4, 4), precision, method, ms)
 
     def env(date):
-        gpu = {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c"}
-        return {**gpu, "autotune": True, "date": date}
+        return {**_GPU, "date": date}
 
     earlier = {
         "environments": {"bf16": env("day 1"), "fp32": env("day 1")},
@@ -91,20 +98,16 @@ def test_sdc_speed_cuda_merge_rewrites_the_results_after_every_shape(tmp_path, m
     import argparse
 
     bench = _load("sdc_speed_cuda")
-    env = {"gpu": "G", "sm_count": 1, "torch": "t", "triton": "tr", "cuda": "c", "autotune": True}
-    timings = {"fwd_ms": 1.0, "fwd_bwd_ms": 2.0, "fwd_peak_mib": 1.0, "saved_mib": 0.0}
 
     def measure(shape, precision, methods, iters, warmup):
-        n, ci, co, h, w = shape
-        shape_keys = {"N": n, "Ci": ci, "Co": co, "H": h, "W": w}
-        return [{**shape_keys, "precision": precision, "method": "triton", **timings}]
+        return [_speed_row(shape, precision, "triton", 1.0)]
 
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     monkeypatch.setattr(bench, "sdc_functions", lambda: {"triton": None})
     monkeypatch.setattr(bench, "measure", measure)
-    monkeypatch.setattr(bench, "environment", lambda: {**env, "date": "now"})
+    monkeypatch.setattr(bench, "environment", lambda: {**_GPU, "date": "now"})
     earlier_row = {**measure(bench.SHAPES[0], "bf16", None, 0, 0)[0], "fwd_ms": 7.0}
-    earlier = {"environments": {"bf16": {**env, "date": "then"}}, "iters": 20, "note": "n"}
+    earlier = {"environments": {"bf16": {**_GPU, "date": "then"}}, "iters": 20, "note": "n"}
     (tmp_path / "sdc_speed_cuda.json").write_text(json.dumps({**earlier, "rows": [earlier_row]}))
     args = argparse.Namespace(
         methods=["triton"], max_shapes=2, merge=True, iters=20, warmup=0, precisions=["fp32"]
