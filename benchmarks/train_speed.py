@@ -74,7 +74,7 @@ def training_step(study: Study, name: str, num_classes: int, fit: dict):
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         loss = segmentation_loss(
-            net(images),
+            net.forward_train(images),
             masks,
             ignore_index=args["ignore_index"],
             aux_weight=args["aux_weight"],

@@ -10,12 +10,11 @@ antialiased bicubic resize (``aten::_upsample_bicubic2d_aa``), which we map to O
 (opset 18: ``antialias=1``, ``cubic_coeff_a=-0.5``, ``exclude_outside=1``, as the dynamo exporter
 does).
 
-What is exported is the eval-mode forward pass: pad the input bottom/right to a multiple of
-``size_divisor``, backbone, neck, head, bilinear resize to the padded size, crop. The tracer would
-freeze :meth:`Segmentor.forward`'s ``if pad_h or pad_w`` branch at the example input's size, so
-:class:`_ExportForward` always pads (by zero pixels where none are needed); :func:`verify_onnx`
-compares the file against :meth:`Segmentor.forward` itself. The SDC takes its plain
-pad/slice/conv path while exporting (see :mod:`sdnseg.nn.functional`).
+What is exported is :meth:`Segmentor.forward` itself in eval mode: the padded-forward rule of
+:mod:`sdnseg.models.padding` (pad the input bottom/right to a multiple of ``size_divisor``,
+backbone, neck, head, bilinear resize to the padded size, crop), which pads by zero pixels where
+none are needed rather than branching on the size, so the tracer keeps height and width dynamic.
+The SDC takes its plain pad/slice/conv path while exporting (see :mod:`sdnseg.nn.functional`).
 
 Branches on shapes inside the model are frozen by the tracer too: they hold for every size because
 the input is padded (feature sizes keep their ratios). One exception is handled here: timm skips
@@ -29,14 +28,14 @@ import contextlib
 import logging
 import os
 import sys
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from sdnseg.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +44,6 @@ MIN_OPSET = 14  # scaled_dot_product_attention
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 _DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 _BICUBIC_AA = "aten::_upsample_bicubic2d_aa"
-
-
-class _ExportForward(nn.Module):
-    """The eval forward pass of a segmentor, written so that tracing keeps every size dynamic."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2], images.shape[-1]
-        divisor = self.model.size_divisor
-        pad_h = (divisor - height % divisor) % divisor
-        pad_w = (divisor - width % divisor) % divisor
-        padded = F.pad(images, (0, pad_w, 0, pad_h))
-        logits = self.model.head(self.model.features(padded))
-        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        return logits[:, :, :height, :width]
 
 
 def _upsample_bicubic2d_aa(g, input, output_size, align_corners, scales_h=None, scales_w=None):
@@ -190,8 +171,8 @@ def export_onnx(
 
     The graph takes ``images`` (N, 3, H, W) float32, already normalised, and returns ``logits``
     (N, num_classes, H, W) at the input resolution, as :meth:`Segmentor.forward` in eval mode.
-    The file is written to a temporary file in the same directory and then moved into place, so
-    ``path`` is never left half-written. The model's training mode is restored afterwards.
+    The file is written through :func:`sdnseg.io.atomic_write`, so ``path`` is never left
+    half-written. The model's training mode is restored afterwards.
 
     Args:
         model: a :class:`~sdnseg.models.Segmentor` (any named model, with or without SDN).
@@ -214,38 +195,27 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be at least {MIN_OPSET}, got {opset}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = _example_size(model, (int(input_size[0]), int(input_size[1])), dynamic)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     example = torch.zeros(1, 3, height, width, device=device)
     axes = {INPUT_NAME: _DYNAMIC_AXES, OUTPUT_NAME: _DYNAMIC_AXES} if dynamic else None
-    # A unique name beside the target (os.replace needs the same file system); created by the
-    # exporter, so with the usual permissions, unlike a mkstemp file.
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    sizes = (
+        [_DYNAMIC_AXES[0], _DYNAMIC_AXES[2], _DYNAMIC_AXES[3]] if dynamic else [1, height, width]
+    )
+    with atomic_write(path) as tmp:
         with _exporting(model, opset), torch.no_grad():
             torch.onnx.export(
-                _ExportForward(model),
+                model,
                 (example,),
-                tmp,
+                str(tmp),
                 dynamo=False,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamic_axes=axes,
                 opset_version=opset,
             )
-        sizes = (
-            [_DYNAMIC_AXES[0], _DYNAMIC_AXES[2], _DYNAMIC_AXES[3]]
-            if dynamic
-            else [1, height, width]
-        )
-        _finish(tmp, [sizes[0], model.num_classes, *sizes[1:]])
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        _finish(str(tmp), [sizes[0], model.num_classes, *sizes[1:]])
     logger.info(
         "exported %s to %s (opset %d, dynamic=%s)", type(model).__name__, path, opset, dynamic
     )

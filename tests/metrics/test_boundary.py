@@ -1,4 +1,5 @@
-"""BoundaryFScore and the functional boundary F-score (shared/specs/boundary_f.md)."""
+"""BoundaryFScore and the functional boundary F-score (definition: docs/metrics.md; DAVIS
+``db_eval_boundary``, openseg ``lib/metrics/F1_running_score.py``)."""
 
 import math
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sdnseg.models import cross_entropy, segmentation_loss
+from sdnseg.models import SegmentorOutput, cross_entropy, segmentation_loss
 from sdnseg.nn import SingleScaleSDN
 
 
@@ -17,12 +17,15 @@ def test_eval_returns_logits_at_input_size(toy_segmentor, size):
     assert model.num_classes == 5
 
 
-def test_train_returns_out_and_aux(toy_segmentor):
+def test_forward_is_logits_and_forward_train_adds_aux(toy_segmentor):
     model = toy_segmentor().train()
-    out = model(torch.randn(2, 3, 19, 21))
-    assert set(out) == {"out", "aux"}
-    assert out["out"].shape == out["aux"].shape == (2, 5, 19, 21)
-    assert set(toy_segmentor(aux=False).train()(torch.randn(2, 3, 16, 16))) == {"out"}
+    images = torch.randn(2, 3, 19, 21)
+    out = model.forward_train(images)
+    assert isinstance(out, SegmentorOutput) and set(out.aux) == {"aux"}
+    assert out.logits.shape == out.aux["aux"].shape == (2, 5, 19, 21)
+    logits = model(images)  # train mode too: logits, not a dict
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 5, 19, 21)
+    assert toy_segmentor(aux=False).train().forward_train(torch.randn(2, 3, 16, 16)).aux == {}
 
 
 def test_input_is_zero_padded_bottom_right_and_logits_cropped(toy_segmentor):
@@ -99,8 +102,9 @@ def test_losses():
     torch.testing.assert_close(cross_entropy(logits, target), plain * labelled)  # mmseg's mean
     aux = torch.randn(2, 5, 4, 4)  # resized to the target size
     expected = cross_entropy(logits, target) + 0.4 * cross_entropy(aux, target)
-    torch.testing.assert_close(segmentation_loss({"out": logits, "aux": aux}, target), expected)
+    output = SegmentorOutput(logits, {"aux": aux})
+    torch.testing.assert_close(segmentation_loss(output, target), expected)
     torch.testing.assert_close(segmentation_loss(logits, target), cross_entropy(logits, target))
     assert segmentation_loss(logits, torch.full_like(target, 255), avg_non_ignore=True) == 0
-    with pytest.raises(ValueError, match="'out'"):
-        segmentation_loss({"logits": logits}, target)
+    with pytest.raises(ValueError, match="'edges'"):
+        segmentation_loss(SegmentorOutput(logits, {"edges": aux}), target)

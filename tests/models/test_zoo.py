@@ -18,6 +18,14 @@ from sdnseg.nn import SDN, CentralDifferenceConv2d, MultiScaleSDN, SingleScaleSD
 CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt")
 
 
+@pytest.fixture(scope="class")
+def model(request):
+    """The tester class's model, built once per class (a module-level fixture: pytest 10 drops
+    class-scoped fixtures defined as instance methods)."""
+    torch.manual_seed(0)
+    return create_model(request.cls.name, request.cls.num_classes)
+
+
 class ModelTester:
     """Shapes and gradients of one named model (subclass and set ``name``, ``size``)."""
 
@@ -26,18 +34,13 @@ class ModelTester:
     odd_size: tuple[int, int] | None = (97, 131)
     num_classes = 3
 
-    @pytest.fixture(scope="class")
-    def model(self):
-        torch.manual_seed(0)
-        return create_model(self.name, self.num_classes)
-
     def test_train_step_shapes_and_gradients(self, model):
         model.train()
         target = torch.randint(0, self.num_classes, (2, self.size, self.size))
-        outputs = model(torch.randn(2, 3, self.size, self.size))
-        for logits in outputs.values():
+        outputs = model.forward_train(torch.randn(2, 3, self.size, self.size))
+        for logits in (outputs.logits, *outputs.aux.values()):
             assert logits.shape == (2, self.num_classes, self.size, self.size)
-        assert ("aux" in outputs) == (model.aux_head is not None)
+        assert ("aux" in outputs.aux) == (model.aux_head is not None)
         model.zero_grad()
         segmentation_loss(outputs, target).backward()
         for name, param in model.named_parameters():

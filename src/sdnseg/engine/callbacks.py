@@ -1,4 +1,4 @@
-"""Callbacks of the CLI: keeping ``last.ckpt`` current, writing predictions to disk.
+"""Callbacks of the CLI: keeping ``last.ckpt`` current, writing predictions to disk, a progress bar.
 
 :class:`LastCheckpoint` rewrites ``last.ckpt`` every N steps, after each validation and when fit
 ends. (Lightning 2.6's ``ModelCheckpoint(save_last=True)`` only refreshes it when its own
@@ -9,10 +9,14 @@ monitored checkpoint is saved, and not at the end of fit.)
 (``<stem>_overlay.png``) and, when asked and a mask exists, the error map of the paper's Figure 1
 (``<stem>_errors.png``, :func:`sdnseg.viz.segmentation.error_map`): wrong pixels in the colour of
 the predicted class, right and unlabelled ones (mask values outside the classes) black.
+
+:class:`EpochProgressBar` is Lightning's rich progress bar with a true epoch count: a run bounded
+by ``max_steps`` has ``max_epochs = -1``, which Lightning shows as ``Epoch 4/-2``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,14 +24,41 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, RichProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from sdnseg.engine.predictor import colorize
 from sdnseg.viz.segmentation import error_map
 
-__all__ = ["LastCheckpoint", "PredictionWriter", "overlay"]
+__all__ = ["EpochProgressBar", "LastCheckpoint", "PredictionWriter", "last_epoch", "overlay"]
+
+
+def last_epoch(trainer: L.Trainer) -> int | None:
+    """The index of the run's last epoch, or None when it cannot be known in advance.
+
+    ``max_epochs`` bounds it when set; ``max_steps`` bounds it through the epoch length (batches
+    over the gradient-accumulation factor), whichever ends the run first.
+    """
+    candidates = []
+    if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+        candidates.append(trainer.max_epochs - 1)
+    batches = trainer.num_training_batches
+    if trainer.max_steps > 0 and isinstance(batches, int) and batches > 0:
+        steps_per_epoch = max(1, batches // trainer.accumulate_grad_batches)
+        candidates.append(math.ceil(trainer.max_steps / steps_per_epoch) - 1)
+    return min(candidates) if candidates else None
+
+
+class EpochProgressBar(RichProgressBar):
+    """``RichProgressBar`` showing ``Epoch e/E`` with the real last epoch E (see :func:`last_epoch`),
+    or ``Epoch e`` alone when E cannot be known."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        last = last_epoch(self.trainer)
+        description = f"Epoch {current_epoch}" + (f"/{last}" if last is not None else "")
+        # Lightning pads to the validation label's width so that the bar does not flicker.
+        return f"{description:{len(self.validation_description)}}"
 
 
 class LastCheckpoint(Callback):

@@ -41,13 +41,13 @@ from typing import Any, Literal, NoReturn
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from sdnseg.data import SegmentationDataModule
-from sdnseg.engine.callbacks import LastCheckpoint, PredictionWriter
+from sdnseg.engine.callbacks import EpochProgressBar, LastCheckpoint, PredictionWriter
 from sdnseg.engine.checkpoint import AtomicCheckpointIO, read_metadata
 from sdnseg.engine.images import ImageFiles, list_images, predict_loader
 from sdnseg.engine.module import SegmentationModule
@@ -266,7 +266,7 @@ class SegmentationCLI(LightningCLI):
         if trainer.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            kwargs["callbacks"] = [*callbacks, RichProgressBar()]
+            kwargs["callbacks"] = [*callbacks, EpochProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
     # --- subcommands ------------------------------------------------------------------------

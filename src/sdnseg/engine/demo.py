@@ -47,9 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _train_and_evaluate(arch: str, args: argparse.Namespace, out: Path) -> dict:
     import lightning as L
-    from lightning.pytorch.callbacks import RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
+    from sdnseg.engine.callbacks import EpochProgressBar
     from sdnseg.engine.module import SegmentationModule
 
     L.seed_everything(args.seed, workers=True, verbose=False)
@@ -70,7 +70,7 @@ def _train_and_evaluate(arch: str, args: argparse.Namespace, out: Path) -> dict:
         max_steps=args.steps,
         logger=CSVLogger(out / "logs", name=arch),
         enable_checkpointing=False,
-        callbacks=[RichProgressBar()],
+        callbacks=[EpochProgressBar()],
         num_sanity_val_steps=0,
         limit_val_batches=0,
         log_every_n_steps=10,

@@ -63,8 +63,9 @@ class SegmentationModule(L.LightningModule):
         model_overrides: :func:`~sdnseg.models.create_model` overrides, e.g.
             ``{"backbone": "resnet10t", "backbone_kwargs": {}}`` or ``{"operator": "conv"}``.
         pretrained: backbone weights: False, True (timm hub) or a local path.
-        net: instead of ``arch``, any ``nn.Module`` following the Segmentor contract (eval forward
-            -> logits at input size; train forward -> ``{"out", "aux"?}``; ``inference``).
+        net: instead of ``arch``, any ``nn.Module`` following the Segmentor contract (``forward``
+            -> logits at input size; optionally ``forward_train`` -> ``SegmentorOutput``;
+            ``inference``).
         optimizer: ``"sgd"`` (momentum) or ``"adamw"``.
         lr, weight_decay: None picks the reference values for the architecture (see module doc).
         momentum: SGD momentum.
@@ -229,7 +230,9 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images, masks = batch["image"], batch["mask"]
-        outputs = self.net(images)
+        # A net given from Python may have the plain forward contract only (logits).
+        forward_train = getattr(self.net, "forward_train", self.net)
+        outputs = forward_train(images)
         loss = segmentation_loss(
             outputs,
             masks,

@@ -1,6 +1,6 @@
 """Packed-word fast path of the boundary counts behind the boundary F-score (private).
 
-Definition: DAVIS / GSCNN / SegFix ``db_eval_boundary`` (see ``shared/specs/boundary_f.md``).
+Definition: DAVIS / GSCNN / SegFix ``db_eval_boundary`` (see ``docs/metrics.md``).
 
 * No per-class mask is built. Each pixel holds a word with bit ``c`` set for its class ``c``; void,
   and classes outside the current chunk of classes, set a sentinel bit cleared afterwards.

@@ -4,7 +4,7 @@ The per-(image, class) F, precision and recall of :func:`sdnseg.metrics.function
 are summed per class together with the number of counted images; ``compute()`` divides, so the
 per-class score is the mean over images and the headline score the mean over classes, as in
 GSCNN's ``eval_mask_boundary`` and openseg's ``F1RunningScore``
-(see ``shared/specs/boundary_f.md``).
+(see ``docs/metrics.md``).
 All states are sums (``dist_reduce_fx="sum"``), so DDP synchronisation is exact.
 """
 

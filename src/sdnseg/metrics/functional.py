@@ -4,7 +4,7 @@
   rules (``mmseg/evaluation/metrics/iou_metric.py``).
 * :func:`seg2bmap`, :func:`boundary_scores` and :func:`boundary_f_score`: the boundary F-score of
   DAVIS ``db_eval_boundary``, as adapted by GSCNN (``utils/f_boundary.py``) and SegFix/openseg
-  (``lib/metrics/F1_running_score.py``); see ``shared/specs/boundary_f.md``.
+  (``lib/metrics/F1_running_score.py``); see ``docs/metrics.md``.
 
 The packed-word fast path of the boundary counts lives in :mod:`sdnseg.metrics._packed`.
 """

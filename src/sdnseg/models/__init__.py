@@ -3,7 +3,7 @@
 from sdnseg.models.backbone import Backbone
 from sdnseg.models.heads import FPN, FCNHead, SegmenterMaskHead, SemanticFPNHead
 from sdnseg.models.losses import cross_entropy, segmentation_loss
-from sdnseg.models.segmentor import Segmentor
+from sdnseg.models.segmentor import Segmentor, SegmentorOutput
 from sdnseg.models.zoo import (
     MODELS,
     ModelConfig,
@@ -23,6 +23,7 @@ __all__ = [
     "SDNConfig",
     "SegmenterMaskHead",
     "Segmentor",
+    "SegmentorOutput",
     "SemanticFPNHead",
     "build_model",
     "create_model",

@@ -8,10 +8,10 @@ default follows mmseg.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
+
+from sdnseg.models.segmentor import SegmentorOutput
 
 
 def cross_entropy(
@@ -49,32 +49,37 @@ def cross_entropy(
 
 
 def segmentation_loss(
-    outputs: torch.Tensor | Mapping[str, torch.Tensor],
+    outputs: torch.Tensor | SegmentorOutput,
     target: torch.Tensor,
     ignore_index: int = 255,
     aux_weight: float = 0.4,
     avg_non_ignore: bool = False,
 ) -> torch.Tensor:
-    """Cross-entropy of ``outputs["out"]`` plus ``aux_weight`` × that of ``outputs["aux"]``.
+    """Cross-entropy of the logits plus ``aux_weight`` × that of the auxiliary head's logits.
 
     Args:
-        outputs: a :class:`~sdnseg.models.Segmentor`'s training output (a dict with ``"out"`` and
-            optionally ``"aux"``) or a logits tensor.
+        outputs: a :class:`~sdnseg.models.SegmentorOutput` (``Segmentor.forward_train``), whose
+            ``aux`` may hold ``"aux"`` (the auxiliary head's logits), or a logits tensor.
         target: class indices.
         ignore_index, avg_non_ignore: see :func:`cross_entropy`.
         aux_weight: weight of the auxiliary head's loss (0.4 in the FCN configs).
+
+    Raises:
+        ValueError: ``outputs.aux`` holds an output this loss does not know how to weight.
 
     Shape:
         logits (N, C, H, W), target (N, H, W) -> scalar
     """
     if isinstance(outputs, torch.Tensor):
-        outputs = {"out": outputs}
-    unknown = set(outputs) - {"out", "aux"}
-    if "out" not in outputs or unknown:
-        raise ValueError(f"outputs must have key 'out' and optionally 'aux', got {sorted(outputs)}")
-    loss = cross_entropy(outputs["out"], target, ignore_index, avg_non_ignore)
-    if "aux" in outputs and aux_weight:
+        outputs = SegmentorOutput(outputs)
+    unknown = set(outputs.aux) - {"aux"}
+    if unknown:
+        raise ValueError(
+            f"segmentation_loss knows the auxiliary output 'aux' only, got {sorted(outputs.aux)}"
+        )
+    loss = cross_entropy(outputs.logits, target, ignore_index, avg_non_ignore)
+    if "aux" in outputs.aux and aux_weight:
         loss = loss + aux_weight * cross_entropy(
-            outputs["aux"], target, ignore_index, avg_non_ignore
+            outputs.aux["aux"], target, ignore_index, avg_non_ignore
         )
     return loss

@@ -42,6 +42,8 @@ def crop_padding(
         (N, C, h, w) -> (N, C, *size)
     """
     height, width = size[0], size[1]
+    # Whether the head's logits are already at the padded size depends on the model's
+    # reductions only, not on the input size, so a tracer may freeze this branch.
     if tuple(logits.shape[-2:]) != tuple(padded_size):
         logits = F.interpolate(
             logits, size=tuple(padded_size), mode="bilinear", align_corners=False
@@ -57,5 +59,6 @@ def valid_size(
     Padding is added bottom/right, so the image covers the same top-left fraction of every map.
     """
     return tuple(  # type: ignore[return-value]
-        min(m, math.ceil(m * i / p)) for m, i, p in zip(map_size, image_size, padded_size, strict=True)
+        min(m, math.ceil(m * i / p))
+        for m, i, p in zip(map_size, image_size, padded_size, strict=True)
     )

@@ -1,9 +1,13 @@
 """Encoder–decoder segmentor: backbone -> optional SDN neck -> head, plus mmseg's inference modes.
 
-The forward pass pads the input bottom/right with zeros (mmseg's ``pad_val=0`` after
-normalisation) to a multiple of ``size_divisor``, upsamples the logits bilinearly
-(``align_corners=False``) to the padded size and crops the padding, so any input size gives logits
-at the input size.
+The forward pass follows the padded-forward rule of :mod:`sdnseg.models.padding` (pad to a
+multiple of ``size_divisor``, resize the logits to the padded size, crop), so any input size gives
+logits at the input size. The forward contract:
+
+- ``forward(images)`` returns the logits, in training and in evaluation mode alike;
+- ``forward_train(images)`` returns a :class:`SegmentorOutput`: the logits plus the named
+  auxiliary outputs the losses need (today the auxiliary FCN head's logits, ``aux["aux"]``).
+
 :meth:`Segmentor.inference` adds mmseg's sliding window and the multi-scale + flip test-time
 augmentation (softmax averaged over the views).
 """
@@ -11,10 +15,13 @@ augmentation (softmax averaged over the views).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sdnseg.models.padding import crop_padding, pad_to_multiple
 
 MODES = ("whole", "slide")
 OUTPUTS = ("probs", "logits")
@@ -28,6 +35,20 @@ def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+@dataclass
+class SegmentorOutput:
+    """What :meth:`Segmentor.forward_train` returns.
+
+    Attributes:
+        logits: (N, num_classes, H, W) at the input size, the decode head's.
+        aux: named auxiliary outputs at the input size, e.g. ``"aux"``: the auxiliary FCN head's
+            logits (mmseg's ``auxiliary_head``), weighted in :func:`~sdnseg.models.segmentation_loss`.
+    """
+
+    logits: torch.Tensor
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Segmentor(nn.Module):
@@ -48,8 +69,9 @@ class Segmentor(nn.Module):
         config: the :class:`~sdnseg.models.ModelConfig` if built by ``create_model``, else ``None``.
 
     Shape:
-        forward: (N, 3, H, W) -> eval: logits (N, num_classes, H, W); train: ``{"out": logits}``
-        and ``"aux"`` (same shape) when there is an auxiliary head.
+        forward: (N, 3, H, W) -> logits (N, num_classes, H, W), in train and eval mode.
+        forward_train: (N, 3, H, W) -> :class:`SegmentorOutput`, with ``aux["aux"]`` (same shape)
+        when there is an auxiliary head.
     """
 
     def __init__(
@@ -79,26 +101,21 @@ class Segmentor(nn.Module):
         features = self.backbone(images)
         return self.neck(features) if self.neck is not None else features
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        height, width = images.shape[-2:]
-        pad_h, pad_w = -height % self.size_divisor, -width % self.size_divisor
-        padded = F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+    def _decode(self, images: torch.Tensor, with_aux: bool) -> SegmentorOutput:
+        padded = pad_to_multiple(images, self.size_divisor)
         features = self.features(padded)
+        padded_size, size = padded.shape[-2:], images.shape[-2:]
+        output = SegmentorOutput(crop_padding(self.head(features), padded_size, size))
+        if with_aux and self.aux_head is not None:
+            output.aux["aux"] = crop_padding(self.aux_head(features), padded_size, size)
+        return output
 
-        def to_input_size(logits: torch.Tensor) -> torch.Tensor:
-            return _resize(logits, padded.shape[-2:])[..., :height, :width]
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self._decode(images, with_aux=False).logits
 
-        logits = to_input_size(self.head(features))
-        if not self.training:
-            return logits
-        outputs = {"out": logits}
-        if self.aux_head is not None:
-            outputs["aux"] = to_input_size(self.aux_head(features))
-        return outputs
-
-    def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        outputs = self(images)
-        return outputs["out"] if isinstance(outputs, dict) else outputs
+    def forward_train(self, images: torch.Tensor) -> SegmentorOutput:
+        """Logits and the auxiliary outputs (the auxiliary head runs only here)."""
+        return self._decode(images, with_aux=True)
 
     def slide_inference(
         self, images: torch.Tensor, crop_size: int | Sequence[int], stride: int | Sequence[int]
@@ -120,7 +137,7 @@ class Segmentor(nn.Module):
             for j in range(w_grids):
                 y2, x2 = min(i * stride_h + crop_h, height), min(j * stride_w + crop_w, width)
                 y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
-                logits[:, :, y1:y2, x1:x2] += self._logits(images[:, :, y1:y2, x1:x2])
+                logits[:, :, y1:y2, x1:x2] += self(images[:, :, y1:y2, x1:x2])
                 count[:, :, y1:y2, x1:x2] += 1
         return logits / count
 
@@ -171,7 +188,7 @@ class Segmentor(nn.Module):
                 if mode == "slide":
                     logits = self.slide_inference(view, crop_size, stride)
                 else:
-                    logits = self._logits(view)
+                    logits = self(view)
                 logits = _resize(logits.flip(-1) if flipped else logits, size)
                 result = logits.softmax(dim=1) if output == "probs" else logits
                 total = result if total is None else total + result
