@@ -1,4 +1,5 @@
-"""Slow loop reference of the boundary F-score, written from the spec (docs/metrics.md; DAVIS db_eval_boundary, openseg lib/metrics/F1_running_score.py).
+"""Slow loop reference of the boundary F-score, written from the spec (docs/metrics.md; DAVIS
+``db_eval_boundary``, openseg ``lib/metrics/F1_running_score.py``).
 
 numpy ``seg2bmap`` as in BSDS / DAVIS, matching by ``scipy.ndimage.distance_transform_edt`` (exact
 Euclidean distance, independent of any dilation kernel), one (image, class) pair at a time.
