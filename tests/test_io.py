@@ -25,8 +25,9 @@ def test_atomic_write_keeps_old_content_when_the_writer_fails(tmp_path):
 
 
 def test_atomic_write_names_a_missing_write_and_a_directory_target(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing was written"), atomic_write(
-        tmp_path / "x.png", fsync=False
+    with (
+        pytest.raises(FileNotFoundError, match="nothing was written"),
+        atomic_write(tmp_path / "x.png", fsync=False),
     ):
         pass
     assert not (tmp_path / "x.png").exists()

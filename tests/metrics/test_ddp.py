@@ -1,10 +1,10 @@
-"""Both metrics under DDP: two gloo processes on CPU, each updating with half of the data."""
+"""Every metric under DDP: two gloo processes on CPU, each updating with half of the data."""
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sdnseg.metrics import BoundaryFScore, SegmentationMetrics
+from sdnseg.metrics import BoundaryFScore, BoundaryIoU, SegmentationMetrics, TrimapIoU
 
 
 def _data():
@@ -23,6 +23,8 @@ def _metrics():
         SegmentationMetrics(5),
         BoundaryFScore(5, tolerances=(1, 3)),
         BoundaryFScore(5, tolerances=(2,), absent="skip"),
+        BoundaryIoU(5, dilation=2),
+        TrimapIoU(5, widths=(1, 3)),
     ]
 
 

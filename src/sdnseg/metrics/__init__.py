@@ -1,7 +1,17 @@
-"""Segmentation metrics: mIoU family and boundary F-score; functional forms in ``functional``."""
+"""Segmentation metrics: mIoU family, boundary F-score, Boundary IoU and trimap IoU; functional
+forms in ``functional`` and ``bands``."""
 
-from sdnseg.metrics import functional
+from sdnseg.metrics import bands, functional
 from sdnseg.metrics.boundary import BoundaryFScore
+from sdnseg.metrics.boundary_iou import BoundaryIoU
 from sdnseg.metrics.segmentation import SegmentationMetrics
+from sdnseg.metrics.trimap import TrimapIoU
 
-__all__ = ["BoundaryFScore", "SegmentationMetrics", "functional"]
+__all__ = [
+    "BoundaryFScore",
+    "BoundaryIoU",
+    "SegmentationMetrics",
+    "TrimapIoU",
+    "bands",
+    "functional",
+]
