@@ -6,6 +6,10 @@
   of both masks and ``binary_dilation`` with a disk, here ``scipy.ndimage.binary_dilation`` (they
   use cv2 / skimage with the same disk). Run in one process, as their loop is written.
 * mIoU: ``SegmentationMetrics.update`` against torchmetrics' ``MulticlassJaccardIndex.update``.
+* Boundary IoU (band 0.02 of the diagonal, 46 px) and trimap IoU (widths 1..32) against the
+  independent references of the tests (``tests/metrics/reference_bands.py``): the Boundary IoU
+  API's ``mask_to_boundary`` per class with OpenCV (2 threads), and scipy's chessboard distance
+  transform per image; counts checked equal.
 
 Maps: piecewise-constant targets (argmax of a smooth random field, void band at the bottom and
 void specks as in Cityscapes), predictions = targets with perturbed boundaries and a few spurious
@@ -18,7 +22,6 @@ blobs. The anchor's scores are checked against ours on the same images.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -30,18 +33,27 @@ import scipy
 import torch
 import torch.nn.functional as F
 import torchmetrics
-from scipy.ndimage import binary_dilation
 from torchmetrics.classification import MulticlassJaccardIndex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' references
+from _boundary_f_anchor import anchor_boundary_f  # noqa: E402
 from _common import environment, write_results  # noqa: E402
-from sdnseg.metrics import BoundaryFScore, SegmentationMetrics  # noqa: E402
+from sdnseg.metrics import BoundaryFScore, BoundaryIoU, SegmentationMetrics, TrimapIoU  # noqa: E402
 from sdnseg.metrics import functional as MF  # noqa: E402
+from sdnseg.metrics.bands import band_radius  # noqa: E402
 
 NUM_CLASSES = 19
 IGNORE = 255
 TOLERANCES = (1, 3)
-TARGETS = {"boundary_f_images_per_s": 5.0, "miou_update_images_per_s": 50.0}
+TARGETS = {
+    "boundary_f_images_per_s": 5.0,
+    "miou_update_images_per_s": 50.0,
+    "boundary_iou_images_per_s": 20.0,
+    "boundary_iou_speedup": 2.0,
+}
+BIOU_DILATION = 0.02
+TRIMAP_WIDTHS = (1, 2, 4, 8, 16, 32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,69 +91,6 @@ def synthetic_maps(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor,
 
 
 # --------------------------------------------------------------------------------------------
-# Anchor: the GSCNN / openseg per-class, per-image loop
-
-
-def seg2bmap(seg: np.ndarray) -> np.ndarray:
-    """BSDS seg2bmap as in DAVIS / GSCNN / openseg."""
-    seg = seg.astype(bool)
-    e = np.zeros_like(seg)
-    s = np.zeros_like(seg)
-    se = np.zeros_like(seg)
-    e[:, :-1] = seg[:, 1:]
-    s[:-1, :] = seg[1:, :]
-    se[:-1, :-1] = seg[1:, 1:]
-    b = seg ^ e | seg ^ s | seg ^ se
-    b[-1, :] = seg[-1, :] ^ e[-1, :]
-    b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = 0
-    return b
-
-
-def disk(r: int) -> np.ndarray:
-    """skimage.morphology.disk(r)."""
-    y, x = np.mgrid[-r : r + 1, -r : r + 1]
-    return x * x + y * y <= r * r
-
-
-def db_eval_boundary(fg: np.ndarray, gt: np.ndarray, ignore: np.ndarray, bound_th: float):
-    """openseg / GSCNN ``db_eval_boundary``: (F, P) of one class in one image."""
-    bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(fg.shape))
-    fg = fg.copy()
-    gt = gt.copy()
-    fg[ignore] = 0
-    gt[ignore] = 0
-    fg_b = seg2bmap(fg)
-    gt_b = seg2bmap(gt)
-    se = disk(int(bound_pix))
-    fg_dil = binary_dilation(fg_b, se)
-    gt_dil = binary_dilation(gt_b, se)
-    gt_match = gt_b & fg_dil
-    fg_match = fg_b & gt_dil
-    n_fg, n_gt = fg_b.sum(), gt_b.sum()
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision, recall = fg_match.sum() / n_fg, gt_match.sum() / n_gt
-    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return f, precision
-
-
-def anchor_boundary_f(preds: np.ndarray, targets: np.ndarray, bound_th: float) -> np.ndarray:
-    """Per-class F summed over images, one tolerance (one F1RunningScore per threshold)."""
-    f_sum = np.zeros(NUM_CLASSES)
-    for pred, gt in zip(preds, targets, strict=True):
-        ignore = gt == IGNORE
-        for c in range(NUM_CLASSES):
-            f_sum[c] += db_eval_boundary(pred == c, gt == c, ignore, bound_th)[0]
-    return f_sum
-
-
-# --------------------------------------------------------------------------------------------
 # Timing
 
 
@@ -152,6 +101,79 @@ def timed(fn, repeats: int) -> list[float]:
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def band_metrics(preds, targets, n_ours: int, repeats: int, threads: int) -> dict:
+    """Boundary IoU and trimap IoU, ours against the tests' OpenCV / scipy references."""
+    import cv2
+    from tests.metrics.reference_bands import opencv_boundary_iou_counts, scipy_trimap
+
+    cv2.setNumThreads(threads)
+
+    def ours(metric_cls, **kwargs):
+        def run():
+            metric = metric_cls(NUM_CLASSES, **kwargs)
+            for i in range(n_ours):
+                metric.update(preds[i : i + 1], targets[i : i + 1])
+            return metric
+
+        return run
+
+    biou, trimap = ours(BoundaryIoU, dilation=BIOU_DILATION), ours(TrimapIoU, widths=TRIMAP_WIDTHS)
+    biou(), trimap()  # warm-up
+    biou_times, trimap_times = timed(biou, repeats), timed(trimap, repeats)
+    radius = band_radius(BIOU_DILATION, *targets.shape[-2:])
+    n_ref = 2
+    start = time.perf_counter()
+    inter, union = opencv_boundary_iou_counts(
+        preds[:n_ref], targets[:n_ref], NUM_CLASSES, radius, IGNORE
+    )
+    ref_biou_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ref_trimap = [
+        scipy_trimap(preds[:n_ref], targets[:n_ref], NUM_CLASSES, w, IGNORE) for w in TRIMAP_WIDTHS
+    ]
+    ref_trimap_s = time.perf_counter() - start
+    check_b, check_t = (
+        BoundaryIoU(NUM_CLASSES, BIOU_DILATION),
+        TrimapIoU(NUM_CLASSES, TRIMAP_WIDTHS),
+    )
+    check_b.update(preds[:n_ref], targets[:n_ref])
+    check_t.update(preds[:n_ref], targets[:n_ref])
+    equal = bool(
+        np.array_equal(check_b.intersection.numpy(), inter)
+        and np.array_equal(check_b.union.numpy(), union)
+        and all(
+            np.array_equal(m.numpy(), r) for m, r in zip(check_t.confmat, ref_trimap, strict=True)
+        )
+    )
+    out = {"dilation": BIOU_DILATION, "radius_px": radius, "widths": list(TRIMAP_WIDTHS)}
+    out["counts_equal_reference"] = equal
+    for key, times, ref_s, anchor in (
+        (
+            "boundary_iou",
+            biou_times,
+            ref_biou_s,
+            "Boundary IoU API mask_to_boundary per class, OpenCV",
+        ),
+        ("trimap", trimap_times, ref_trimap_s, "scipy distance_transform_cdt per image and width"),
+    ):
+        mine, theirs = n_ours / min(times), n_ref / ref_s
+        out[key] = {
+            "ours_round_seconds": times,
+            "ours_images_per_s": mine,
+            "anchor": anchor,
+            "anchor_images_per_s": theirs,
+            "speedup": mine / theirs,
+        }
+    full = biou().compute()["mBIoU"].item(), trimap().compute()["trimap_mIoU"].tolist()
+    out["mBIoU"], out["trimap_mIoU"] = full
+    b = out["boundary_iou"]
+    b["meets_target"] = (
+        b["ours_images_per_s"] >= TARGETS["boundary_iou_images_per_s"]
+        and b["speedup"] >= TARGETS["boundary_iou_speedup"]
+    )
+    return out
 
 
 def main() -> None:
@@ -184,7 +206,9 @@ def main() -> None:
     # Anchor on the first n_anchor images, both tolerances; scores checked against ours.
     pn, tn = preds[:n_anchor].numpy(), targets[:n_anchor].numpy()
     start = time.perf_counter()
-    anchor_f = {tol: anchor_boundary_f(pn, tn, tol) / n_anchor for tol in TOLERANCES}
+    anchor_f = {
+        tol: anchor_boundary_f(pn, tn, tol, NUM_CLASSES, IGNORE) / n_anchor for tol in TOLERANCES
+    }
     anchor_time = time.perf_counter() - start
     check = BoundaryFScore(NUM_CLASSES, tolerances=TOLERANCES)
     check.update(preds[:n_anchor], targets[:n_anchor])
@@ -221,6 +245,8 @@ def main() -> None:
     tm_times = timed(tm_miou, max(2, repeats // 2))  # about 0.2 s per image
     ours_miou_value = ours_miou(targets)().compute()["mIoU"].item()
     tm_value = tm_miou().compute().item()
+
+    bands = band_metrics(preds, targets, n_ours, repeats, args.threads)
 
     # Ours on one thread too: on a shared machine two threads can lose to one (each parallel op
     # waits for both threads to be scheduled), so this shows what the code does on its own.
@@ -296,6 +322,7 @@ def main() -> None:
             "target_images_per_s": TARGETS["miou_update_images_per_s"],
             "meets_target": miou_ips >= TARGETS["miou_update_images_per_s"],
         },
+        "band_metrics": bands,
         "notes": "Images/s from the best of several rounds of 8 images (the 2 cores are shared "
         "with other jobs, see loadavg; medians are given too); one image per update; int64 "
         "preds and targets unless stated.",
@@ -320,9 +347,19 @@ def main() -> None:
         f"{miou_u8_ips / tm_ips:.1f}x | |\n"
         f"| mIoU update, 1 thread | sdnseg `SegmentationMetrics` | "
         f"{ips(miou_1t_times, n_ours):.1f} | {ips(miou_1t_times, n_ours) / tm_ips:.1f}x | |\n"
-        f"| mIoU update | torchmetrics `MulticlassJaccardIndex` | {tm_ips:.1f} | 1x | |\n\n"
+        f"| mIoU update | torchmetrics `MulticlassJaccardIndex` | {tm_ips:.1f} | 1x | |\n"
+        f"| Boundary IoU (d = {bands['radius_px']} px) | sdnseg `BoundaryIoU` | "
+        f"{bands['boundary_iou']['ours_images_per_s']:.1f} | "
+        f"{bands['boundary_iou']['speedup']:.1f}x | >= 20, >= 2x |\n"
+        f"| Boundary IoU | Boundary IoU API per class (OpenCV, {args.threads} threads) | "
+        f"{bands['boundary_iou']['anchor_images_per_s']:.2f} | 1x | |\n"
+        f"| trimap IoU, widths {','.join(map(str, TRIMAP_WIDTHS))} | sdnseg `TrimapIoU` | "
+        f"{bands['trimap']['ours_images_per_s']:.1f} | {bands['trimap']['speedup']:.1f}x | |\n"
+        f"| trimap IoU | scipy chessboard distance per image | "
+        f"{bands['trimap']['anchor_images_per_s']:.2f} | 1x | |\n\n"
         f"Per-class F agrees with the anchor to {max_diff:.1e}; mIoU {ours_miou_value:.4f} "
-        f"(torchmetrics {tm_value:.4f}).\n"
+        f"(torchmetrics {tm_value:.4f}). Boundary IoU and trimap counts equal the references: "
+        f"{bands['counts_equal_reference']}; mBIoU {bands['mBIoU']:.4f}.\n"
     )
     if args.quick:
         print(markdown)

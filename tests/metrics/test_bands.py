@@ -5,7 +5,6 @@ distance transform for the trimap."""
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from sdnseg.metrics.bands import (
     band_radius,
@@ -15,27 +14,8 @@ from sdnseg.metrics.bands import (
     trimap_confusion_matrices,
 )
 
-cv2 = pytest.importorskip("cv2", reason="the test extra installs opencv-python-headless")
-
-
-def mask_to_boundary(mask: np.ndarray, dilation: int) -> np.ndarray:
-    """The Boundary IoU API's inner band: pad by one zero pixel, erode with 3x3, subtract."""
-    h, w = mask.shape
-    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=dilation)[1 : h + 1, 1 : w + 1]
-    return mask - eroded
-
-
-def opencv_boundary_iou_counts(preds, target, num_classes, dilation, ignore_index):
-    inter, union = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
-    for p, t in zip(preds.numpy(), target.numpy(), strict=True):
-        keep = t != ignore_index  # void is background in both maps
-        for c in range(num_classes):
-            pb = mask_to_boundary(((p == c) & keep).astype(np.uint8), dilation).astype(bool)
-            tb = mask_to_boundary(((t == c) & keep).astype(np.uint8), dilation).astype(bool)
-            inter[c] += (pb & tb).sum()
-            union[c] += (pb | tb).sum()
-    return inter, union
+pytest.importorskip("cv2", reason="the test extra installs opencv-python-headless")
+from .reference_bands import opencv_boundary_iou_counts, scipy_trimap  # noqa: E402
 
 
 def blobs(n, h, w, num_classes, seed, void_fraction=0.0):
@@ -87,22 +67,6 @@ def test_band_radius_and_dilation():
         dilated = chessboard_dilate(mask, r)
         assert dilated.sum() == (2 * r + 1) ** 2
         assert dilated[0, 7 - r : 8 + r, 7 - r : 8 + r].all()
-
-
-def scipy_trimap(preds, target, num_classes, width, ignore_index):
-    out = np.zeros((num_classes, num_classes), np.int64)
-    for p, t in zip(preds.numpy(), target.numpy(), strict=True):
-        # Boundary pixels: an 8-neighbour holds another label (void is a label here).
-        padded = np.pad(t, 1, mode="edge")
-        edge = np.zeros(t.shape, bool)
-        h, w = t.shape
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                edge |= padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] != t
-        distance = ndimage.distance_transform_cdt(~edge, metric="chessboard")
-        keep = (distance <= width - 1) & (t != ignore_index)
-        np.add.at(out, (t[keep], p[keep]), 1)
-    return out
 
 
 @pytest.mark.parametrize("void", [0.0, 0.2])

@@ -7,7 +7,8 @@ import torch
 from sdnseg.metrics import BoundaryIoU, TrimapIoU
 from sdnseg.metrics.functional import segmentation_scores
 
-from .test_bands import blobs, opencv_boundary_iou_counts, scipy_trimap
+from .reference_bands import opencv_boundary_iou_counts, scipy_trimap
+from .test_bands import blobs
 
 
 def test_boundary_iou_sums_counts_over_batches_then_divides():
