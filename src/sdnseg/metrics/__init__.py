@@ -5,12 +5,15 @@ from sdnseg.metrics import bands, functional
 from sdnseg.metrics.boundary import BoundaryFScore
 from sdnseg.metrics.boundary_iou import BoundaryIoU
 from sdnseg.metrics.segmentation import SegmentationMetrics
+from sdnseg.metrics.suite import MetricSuite, SuiteResult
 from sdnseg.metrics.trimap import TrimapIoU
 
 __all__ = [
     "BoundaryFScore",
     "BoundaryIoU",
+    "MetricSuite",
     "SegmentationMetrics",
+    "SuiteResult",
     "TrimapIoU",
     "bands",
     "functional",
