@@ -178,12 +178,16 @@ def boundary_iou_counts(
     preds, target, _ = _with_void(preds, target, c, ignore_index)
     pred_band = inner_boundary_bands(preds, radius) & (preds < c)
     target_band = inner_boundary_bands(target, radius) & (target < c)
-    # Pixels outside a band go to the extra bin C (the void label's too), which is dropped:
-    # a full-size bincount is faster than gathering the band's pixels first.
-    pred_area = _bincount(torch.where(pred_band, preds, c), c + 1)[:c]
-    target_area = _bincount(torch.where(target_band, target, c), c + 1)[:c]
-    both = pred_band & target_band & (preds == target)
-    intersection = _bincount(torch.where(both, target, c), c + 1)[:c]
+    # One joint histogram of (prediction's label in its band, target's label in its band), where
+    # "not in a band" (and the void label) is the extra label C: row sums are the predicted
+    # bands' areas, column sums the target's, the diagonal the intersections. A full-size
+    # bincount is faster than gathering the bands' pixels first.
+    size = c + 1
+    pred_key = torch.where(pred_band, preds, c).to(torch.int32)
+    target_key = torch.where(target_band, target, c).to(torch.int32)
+    joint = _bincount(pred_key * size + target_key, size * size).view(size, size)
+    pred_area, target_area = joint[:c].sum(1), joint[:, :c].sum(0)
+    intersection = joint.diagonal()[:c]
     return intersection, pred_area + target_area - intersection
 
 
