@@ -66,7 +66,7 @@ def test_visualize_sdn_at_given_points(files, tmp_path, capsys):
     [
         ("baseline", "image", [], "has no SDN neck"),
         ("missing", "image", [], "checkpoint not found"),
-        ("sdn", "missing", [], "image not found"),
+        ("sdn", "missing", [], "image file not found"),
         ("sdn", "sdn", [], "cannot read"),
         ("sdn", "image", ["--points", "1,2;3"], "--points takes"),
         ("sdn", "image", ["--points", "40,0"], "outside the 40×48 image"),

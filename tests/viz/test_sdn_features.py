@@ -1,44 +1,16 @@
-"""SDN feature capture, its display reductions and the two figures, on tiny models."""
+"""SDN feature capture, its display reductions and the SDN-stage figure (Fig. 6), on tiny models."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 import sdnseg
 from sdnseg.nn.functional import neighbour_similarity, semantic_difference_conv2d
 from sdnseg.viz import sdn_features as viz
-
-TINY = {"backbone": "resnet10t", "backbone_kwargs": {}, "sdc_channels": 8, "guidance_channels": 8}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny(name: str, **overrides) -> nn.Module:
-    torch.manual_seed(0)
-    return sdnseg.create_model(name, 3, **{**TINY, **overrides}).eval()
-
-
-@pytest.fixture(scope="module")
-def fcn() -> nn.Module:
-    net = tiny("fcn_r18d8_sdn")
-    with torch.no_grad():  # a λ away from its initial 1, as after training
-        net.neck.sdn.op.raw_lam.fill_(-1.0)
-    return net
-
-
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+from tests.viz.helpers import assert_png, tiny
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +37,7 @@ def test_capture_single_scale_records_one_stage_as_the_forward_pass_saw_it(fcn, 
     assert stage["lam"] == pytest.approx(op.lam.item()) and stage["lam"] < 0.5
     s = neighbour_similarity(stage["V_resized"], (3, 3), 1, "perona_malik", op.lam)
     assert torch.allclose(stage["S"], s)
+    assert torch.equal(stage["S"], op.similarity_map(stage["X"], stage["V"]))  # the op's own S
     y = semantic_difference_conv2d(stage["X"], stage["V_resized"], op.weight, lam=op.lam)
     assert torch.allclose(y, stage["Y"], atol=1e-5)
 
@@ -146,57 +119,7 @@ def test_pca_rgb_with_few_channels_or_no_spread_and_magnitude():
     assert np.all(viz.magnitude(torch.zeros(3, 2, 2)) == 0)
 
 
-def test_sdc_ignores_image_edges_across_the_guidance_boundary_only():
-    x = torch.zeros(1, 3, 8, 20)
-    x[..., 6:] = 1.0  # an edge inside the region the guidance calls one class
-    x[..., 12:] = 3.0  # an edge on the guidance boundary
-    guidance = torch.zeros(1, 2, 8, 20)
-    guidance[:, 0, :, :12] = 1
-    guidance[:, 1, :, 12:] = 1
-    weight = viz.seeded_kernel()
-    out = viz.operator_responses(x, guidance, weight, lam=viz.default_lam(2))
-    pixel_difference = semantic_difference_conv2d(x, guidance, weight, similarity="ones")
-    sdc, ones = out["SDC"].abs().mean(1)[0], pixel_difference.abs().mean(1)[0]
-    assert torch.allclose(sdc[:, 5:7], ones[:, 5:7], atol=1e-6)  # same as a difference conv
-    assert (sdc[:, 11:13] < 0.1 * ones[:, 11:13]).all()  # damped across the boundary
-    assert torch.allclose(out["conv"], nn.functional.conv2d(x, weight, padding=1))
-
-
-def test_pick_points_straddles_the_intra_region_edge_and_picks_b_in_another_region():
-    image = np.zeros((24, 32, 3), np.uint8)
-    image[:, 8:] = 100  # texture edge inside region 0
-    image[:, 16:] = 200  # boundary between the regions
-    labels = np.zeros((24, 32), np.int64)
-    labels[:, 16:] = 1
-    a1, a2, b = viz.pick_points(image, labels)
-    assert labels[a1] == labels[a2] == 0 and labels[b] == 1
-    assert sorted([a1[1], a2[1]])[0] < 8 <= sorted([a1[1], a2[1]])[1]
-
-
-def _assert_png(path, folder) -> None:
-    with Image.open(path) as image:
-        image.verify()
-        assert image.format == "PNG"
-    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp file left
-
-
-def test_figures_are_written_as_pngs(fcn, fcn_stages, tmp_path):
+def test_sdn_figure_is_written_as_a_png(fcn_stages, tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     path = viz.sdn_figure(tmp_path / "stages.png", rgb, fcn_stages)
-    _assert_png(path, tmp_path)
-    probs = torch.zeros(3, 32, 32)
-    probs[0, :, :16], probs[1, :, 16:] = 1, 1
-    result = viz.operator_response_figure(
-        tmp_path / "ops.png",
-        rgb,
-        [(4, 4), (4, 10), (20, 25)],
-        guidance=probs,
-        kernel=viz.stem_kernel(fcn),
-        palette=[(0, 0, 0), (255, 0, 0), (0, 255, 0)],
-    )
-    _assert_png(result.path, tmp_path)
-    assert result.names == ["A1", "A2", "B"] and result.labels == [0, 0, 1]
-    assert set(result.values) == {"conv", "CDC", "SDC"}
-    assert all(len(v) == 3 and min(v) >= 0 for v in result.values.values())
-    with pytest.raises(ValueError, match="outside"):
-        viz.operator_response_figure(tmp_path / "x.png", rgb, [(40, 0)], guidance=probs)
+    assert_png(path, tmp_path)

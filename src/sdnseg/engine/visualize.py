@@ -5,7 +5,8 @@
     sdnseg visualize_sdn --ckpt_path last.ckpt --image street.jpg
     sdnseg visualize_sdn --ckpt_path last.ckpt --image street.jpg --points "120,40;120,60;200,300"
 
-Writes two figures to ``--output_dir`` (see :mod:`sdnseg.viz.sdn_features`):
+Writes two figures to ``--output_dir`` (see :mod:`sdnseg.viz.sdn_features` and
+:mod:`sdnseg.viz.operator_responses`):
 
 * ``sdn_stages.png``: per SDN stage, the input U, guidance V, operator output Y and SDN output F_sdn
   as their first three principal components, and the learned similarities S (the paper's Fig. 6);
@@ -21,7 +22,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 __all__ = ["main", "parse_points"]
@@ -75,40 +75,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read {path} as an image: {err}") from None
-
-
 def run(args: argparse.Namespace) -> int:
+    from sdnseg.data import read_image
     from sdnseg.engine.checkpoint import load_model
-    from sdnseg.viz import sdn_features as viz
+    from sdnseg.viz import operator_responses as ops
+    from sdnseg.viz import sdn_features
 
     points = parse_points(args.points) if args.points is not None else None
-    rgb = _read_image(Path(args.image))
+    # (3, H, W) uint8 -> the (H, W, 3) array the figures and the predictor take.
+    rgb = read_image(Path(args.image)).permute(1, 2, 0).contiguous().numpy()
     if points is not None:
-        viz.check_points(points, rgb.shape[:2])
+        ops.check_points(points, rgb.shape[:2])
     predictor = load_model(args.ckpt_path, map_location=args.device)
     try:
-        viz.sdn_modules(predictor.net)
+        sdn_features.sdn_modules(predictor.net)
     except ValueError as err:
         raise ValueError(f"{args.ckpt_path}: {err}") from None
     out = Path(args.output_dir)
 
-    stages = viz.capture_sdn(predictor.net, predictor.preprocess(rgb))
-    stages_path = viz.sdn_figure(out / "sdn_stages.png", rgb, stages)
+    stages = sdn_features.capture_sdn(predictor.net, predictor.preprocess(rgb))
+    stages_path = sdn_features.sdn_figure(out / "sdn_stages.png", rgb, stages)
     print(f"SDN stages ({len(stages)}): {stages_path}")
 
     probs = predictor.predict_proba(rgb)
-    kernel = viz.stem_kernel(predictor.net)
-    result = viz.operator_response_figure(
+    kernel = ops.stem_kernel(predictor.net)
+    result = ops.operator_response_figure(
         out / "operator_response.png",
         rgb,
         points,
@@ -128,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         cls_name = predictor.classes[cls] if cls < len(predictor.classes) else str(cls)
         cells = "  ".join(
             f"{op} {result.values[op][i]:.4g} ({result.relative[op][i]:.2f})"
-            for op in viz.OPERATOR_NAMES
+            for op in ops.OPERATOR_NAMES
         )
         print(f"  {name} (y={y}, x={x}, {cls_name}): {cells}")
     return 0

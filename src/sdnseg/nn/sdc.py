@@ -81,6 +81,14 @@ class SemanticDifferenceConv2d(nn.Module):
         """λ of the similarity, always positive."""
         return F.softplus(self.raw_lam)
 
+    def similarity_map(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """S(V_{m+k}, V_m) for every non-centre tap, (N, K, H, W), as ``forward(u, v)`` uses it:
+        ``v`` resized to ``u``'s size and this module's λ."""
+        if v.dim() == 4 and v.shape[-2:] != u.shape[-2:]:
+            v = F.interpolate(v, size=u.shape[-2:], mode="bilinear", align_corners=False)
+        lam = self.lam.to(u.dtype)
+        return SF.neighbour_similarity(v, self.kernel_size, self.dilation, self.similarity, lam)
+
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if v.dim() == 4 and v.shape[-2:] != u.shape[-2:]:
             v = F.interpolate(v, size=u.shape[-2:], mode="bilinear", align_corners=False)

@@ -1,22 +1,8 @@
-"""Figures: classical diffusion, segmentation error maps, SDN feature maps."""
+"""Figures: classical diffusion (Eq. 3–4), segmentation error maps (Fig. 1), SDN feature maps
+(Fig. 6) and operator responses (Fig. 2); colour tables for label maps."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from sdnseg.viz.figure import save_figure
 
-
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Save a matplotlib figure atomically (temp file, then rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+__all__ = ["save_figure"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from sdnseg.nn.functional import semantic_diffusion
-from sdnseg.viz import save_figure
+from sdnseg.viz.figure import save_figure
 
 
 def two_region_image(size: int = 96, noise: float = 0.12, seed: int = 0) -> torch.Tensor:
@@ -29,16 +29,14 @@ def diffusion_figure(
     path: str | Path, steps: int = 40, beta: float = 0.2, lam: float = 0.08, seed: int = 0
 ) -> Path:
     """Save input, isotropic, Perona–Malik (self-guided) results and an edge profile as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     image = two_region_image(seed=seed)
     # lam far above every difference makes g = 1: plain (isotropic) heat diffusion.
     isotropic = semantic_diffusion(image, None, steps=steps, beta=beta, lam=1e6)
     anisotropic = semantic_diffusion(image, None, steps=steps, beta=beta, lam=lam)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig = Figure(figsize=(16, 4))
+    axes = fig.subplots(1, 4)
     panels = [
         ("input", image),
         (f"isotropic ({steps} steps)", isotropic),

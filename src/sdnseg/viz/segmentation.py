@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdnseg.viz import save_figure
+from sdnseg.viz.figure import save_figure
+from sdnseg.viz.palette import colorize
 
 ERROR_COLOUR = (255, 64, 64)
 
@@ -51,18 +52,12 @@ def comparison_figure(
         targets: (H, W) label maps.
         predictions: model name -> (H, W) label maps, one per image.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sdnseg.engine.predictor import colorize
+    from matplotlib.figure import Figure
 
     names = list(predictions)
     cols = 2 + 2 * len(names)
-    fig, axes = plt.subplots(
-        len(images), cols, figsize=(2.4 * cols, 2.4 * len(images)), squeeze=False
-    )
+    fig = Figure(figsize=(2.4 * cols, 2.4 * len(images)))
+    axes = fig.subplots(len(images), cols, squeeze=False)
     for row, (image, target) in enumerate(zip(images, targets, strict=True)):
         panels = [("image", image), ("ground truth", colorize(target, palette))]
         for name in names:
