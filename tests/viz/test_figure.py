@@ -56,7 +56,9 @@ import numpy as np
 import torch
 
 import sdnseg
+from sdnseg.viz import save_figure
 from sdnseg.viz.diffusion import diffusion_figure
+from sdnseg.viz.metric_figures import confusion_figure, figure_png, trimap_figure
 from sdnseg.viz.operator_responses import operator_response_figure
 from sdnseg.viz.sdn_features import capture_sdn, sdn_figure
 from sdnseg.viz.segmentation import comparison_figure
@@ -74,6 +76,8 @@ sdn_figure(out / "stages.png", rgb, capture_sdn(net, torch.randn(1, 3, 32, 32)))
 operator_response_figure(out / "ops.png", rgb, guidance=torch.rand(3, 32, 32))
 diffusion_figure(out / "diffusion.png", steps=1)
 comparison_figure(out / "cmp.png", [rgb], [labels], {"a": [labels]}, [(0, 0, 0)])
+save_figure(confusion_figure([[3, 1], [0, 2]], ["a", "b"]), out / "confusion.png")
+assert figure_png(trimap_figure({"a": {1: 0.5, 4: 0.7}}))[1:4] == b"PNG"
 print(before, matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 """
 
@@ -94,6 +98,7 @@ def test_figures_never_switch_the_backend_nor_import_pyplot(tmp_path):
     assert done.stdout.split() == ["svg", "svg", "False"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "cmp.png",
+        "confusion.png",
         "diffusion.png",
         "ops.png",
         "stages.png",

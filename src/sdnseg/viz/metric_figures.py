@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["confusion_figure", "figure_png", "trimap_figure"]
 
@@ -25,6 +28,8 @@ def confusion_figure(
         raise ValueError(
             f"confusion matrix of shape {counts.shape} does not fit {len(classes)} classes"
         )
+    from matplotlib.figure import Figure
+
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     size = max(4.0, 0.45 * len(classes) + 2)
@@ -47,6 +52,8 @@ def confusion_figure(
 
 def trimap_figure(curves: Mapping[str, Mapping[int, float]]) -> Figure:
     """mIoU (percent) against the trimap band width (log scale), one line per named result."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
     for name, curve in curves.items():
