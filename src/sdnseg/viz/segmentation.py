@@ -37,6 +37,28 @@ def error_map(
     return out
 
 
+def error_panel(
+    pred: np.ndarray,
+    target: np.ndarray,
+    palette: Sequence[Sequence[int]],
+    ignore_index: int = 255,
+    image: np.ndarray | None = None,
+    gap: int = 4,
+) -> np.ndarray:
+    """(H, k·W + gaps, 3) uint8: [image,] ground truth, prediction and :func:`error_map`, side by
+    side (white gaps), for reports that show many images without a figure each."""
+    panels = [] if image is None else [np.asarray(image, dtype=np.uint8)]
+    panels += [
+        colorize(np.where(target == ignore_index, 255, target), palette),
+        colorize(pred, palette),
+        error_map(pred, target, ignore_index, palette),
+    ]
+    if panels[0].shape != panels[-1].shape:
+        raise ValueError(f"image {panels[0].shape} and labels {panels[-1].shape} differ in size")
+    spacer = np.full((panels[0].shape[0], gap, 3), 255, dtype=np.uint8)
+    return np.concatenate([x for panel in panels for x in (panel, spacer)][:-1], axis=1)
+
+
 def comparison_figure(
     path: str | Path,
     images: Sequence[np.ndarray],
