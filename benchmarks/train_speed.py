@@ -30,9 +30,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, write_atomic  # noqa: E402
 from sdnseg.engine.module import SegmentationModule  # noqa: E402
-from sdnseg.engine.study import Study, study_shape  # noqa: E402
 from sdnseg.models import create_model  # noqa: E402
 from sdnseg.models.losses import segmentation_loss  # noqa: E402
+from sdnseg.studies.spec import Study, study_shape  # noqa: E402
 
 
 def training_step(study: Study, name: str, num_classes: int, fit: dict):

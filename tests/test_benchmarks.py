@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.engine.test_study import TINY_PAIR
+from tests.studies.test_runner import TINY_PAIR
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

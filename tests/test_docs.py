@@ -5,7 +5,7 @@ import re
 from itertools import pairwise
 from pathlib import Path
 
-from sdnseg.engine.study import Study, schedule
+from sdnseg.studies.spec import Study, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "camvid_study.md").read_text()

@@ -63,7 +63,7 @@ COMMANDS = {
     "diffusion": "sdnseg.viz.diffusion:main",
     "visualize_sdn": "sdnseg.engine.visualize:main",
     "export": "sdnseg.export:main",
-    "study": "sdnseg.engine.study:main",
+    "study": "sdnseg.studies.runner:main",
 }
 # Model arguments describing the network, taken from --ckpt_path when left unset.
 FROM_CHECKPOINT = (

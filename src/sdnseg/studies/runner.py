@@ -6,23 +6,9 @@ restarted: a finished run (``result.json``) is skipped, an interrupted one resum
 ``last.ckpt`` (model, optimiser, schedule, data-loader position and random state), and the report
 is rewritten from whatever has finished.
 
-A study file (see ``configs/studies/camvid.yaml``)::
-
-    config: configs/studies/camvid_fcn.yaml   # the frozen sdnseg fit config shared by all runs
-    output_dir: runs/study_camvid             # checkpoints and logs (not for git)
-    results: benchmarks/results/camvid_study  # <results>.json, .md and figures
-    test_scales: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-    test_flip: true
-    args: ["--data.root", "../shared/data/camvid"]   # extra arguments for every command
-    runs:
-      - {name: fcn_r18d8, arch: fcn_r18d8, seeds: [0, 1, 2]}
-      - {name: fcn_r18d8_sdn, arch: fcn_r18d8_sdn, seeds: [0, 1, 2], pair: fcn_r18d8}
-      - {name: fcn_sdn_conv, arch: fcn_r18d8_sdn, overrides: {operator: conv}, seeds: [0, 1]}
-    # Figure: image, ground truth, baseline and variant with error maps, for these test images
-    qualitative: {variants: [fcn_r18d8_sdn], images: [0, 25, 50, 75], seed: 0}
-
-Runs listed together that share a baseline go seed by seed (baseline seed 0, each variant seed 0,
-baseline seed 1, ...), so a cut-off study still has paired seeds and every variant at seed 0.
+The study file and the order of its runs are described in :mod:`sdnseg.studies.spec`; the tables
+and plots are drawn by :mod:`sdnseg.studies.report`, which this module calls and which never
+calls back.
 """
 
 from __future__ import annotations
@@ -30,136 +16,42 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+from sdnseg.io import atomic_write
+from sdnseg.studies.report import build_report, save_report
+from sdnseg.studies.spec import (
+    RunSpec,
+    Study,
+    latest_checkpoint,
+    run_dir,
+    schedule,
+    study_datamodule,
+    study_shape,
+)
+
+if TYPE_CHECKING:
+    from sdnseg.data import SegmentationDataModule
 
 RESULT = "result.json"
 TIMING = "timing.json"
 
 
-@dataclass
-class RunSpec:
-    """One configuration of the matrix; ``pair`` names the baseline it is compared with."""
-
-    name: str
-    arch: str
-    seeds: list[int]
-    overrides: dict[str, Any] = field(default_factory=dict)
-    pair: str | None = None
-    args: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Study:
-    config: str
-    output_dir: Path
-    results: Path
-    runs: list[RunSpec]
-    test_scales: list[float] = field(default_factory=lambda: [1.0])
-    test_flip: bool = False
-    args: list[str] = field(default_factory=list)
-    qualitative: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Study:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"study file not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
-        missing = {"config", "output_dir", "results", "runs"} - set(raw)
-        if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)}")
-        known = {f for f in RunSpec.__dataclass_fields__}
-        runs = []
-        for entry in raw["runs"]:
-            unknown = set(entry) - known
-            if unknown:
-                raise ValueError(f"{path}: run {entry.get('name')!r} has unknown keys {unknown}")
-            runs.append(RunSpec(**entry))
-        names = [r.name for r in runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{path}: run names must be unique, got {names}")
-        for run in runs:
-            if run.pair is not None and run.pair not in names:
-                raise ValueError(f"{path}: run {run.name!r} pairs with unknown run {run.pair!r}")
-        qualitative = raw.get("qualitative") or {}
-        unknown = set(qualitative) - {"variants", "images", "seed"}
-        if unknown:
-            raise ValueError(f"{path}: qualitative has unknown keys {unknown}")
-        paired = {r.name for r in runs if r.pair is not None}
-        for variant in qualitative.get("variants", []):
-            if variant not in paired:
-                raise ValueError(
-                    f"{path}: qualitative variant {variant!r} is not a run with a pair"
-                )
-        return cls(
-            config=raw["config"],
-            output_dir=Path(raw["output_dir"]),
-            results=Path(raw["results"]),
-            runs=runs,
-            test_scales=list(raw.get("test_scales", [1.0])),
-            test_flip=bool(raw.get("test_flip", False)),
-            args=[str(a) for a in raw.get("args", [])],
-            qualitative=qualitative,
-        )
-
-
-def _goes_with(block: list[RunSpec], run: RunSpec) -> bool:
-    """Whether ``run`` shares the block's baseline, or pairs with the block's only run."""
-    first = block[0]
-    return run.pair is not None and (
-        run.pair == (first.pair or first.name) or (len(block) == 1 and run.pair == first.name)
-    )
-
-
-def schedule(study: Study) -> list[tuple[RunSpec, int]]:
-    """The order runs are made in: the file's order, except that consecutive runs sharing a
-    baseline (with that baseline, when listed right before them) go seed by seed, all of seed 0
-    first; so does a run with the run just before it, if it pairs with it."""
-    blocks: list[list[RunSpec]] = []
-    for run in study.runs:
-        if blocks and _goes_with(blocks[-1], run):
-            blocks[-1].append(run)
-        else:
-            blocks.append([run])
-    order = []
-    for block in blocks:
-        seeds = sorted({seed for run in block for seed in run.seeds})
-        order += [(run, seed) for seed in seeds for run in block if seed in run.seeds]
-    return order
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename over it: a killed runner never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, payload: Any) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
-
-
-def run_dir(study: Study, run: RunSpec, seed: int) -> Path:
-    return study.output_dir / run.name / f"seed{seed}"
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest ``version_*/checkpoints/last.ckpt`` under a run's folder."""
-    candidates = sorted(folder.glob("version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
-    return candidates[-1] if candidates else None
+    """Write ``payload`` as JSON atomically: the heartbeat rewrites ``timing.json`` every 30 s
+    and the runner may be killed at any moment."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def fit_command(study: Study, run: RunSpec, seed: int, resume: Path | None) -> list[str]:
+    """The ``sdnseg fit`` command of one (configuration, seed), resuming from ``resume`` if given."""
     folder = run_dir(study, run, seed)
     cmd = ["sdnseg", "fit", "--config", study.config, "--model.arch", run.arch]
     if run.overrides:
@@ -172,6 +64,7 @@ def fit_command(study: Study, run: RunSpec, seed: int, resume: Path | None) -> l
 
 
 def test_command(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> list[str]:
+    """The ``sdnseg test`` command scoring ``checkpoint`` at the study's scales and flip."""
     folder = run_dir(study, run, seed)
     cmd = ["sdnseg", "test", "--config", study.config, "--ckpt_path", str(checkpoint)]
     cmd += ["--runs_dir", str(folder), "--name", "test", "--trainer.enable_progress_bar", "false"]
@@ -211,6 +104,7 @@ def _run(
 
 
 def _read_metrics_csv(folder: Path) -> list[dict[str, float]]:
+    """The rows of every ``version_*/metrics.csv`` under ``folder``, empty cells left out."""
     rows = []
     for path in sorted(folder.glob("version_*/metrics.csv")):
         with path.open() as f:
@@ -220,6 +114,7 @@ def _read_metrics_csv(folder: Path) -> list[dict[str, float]]:
 
 
 def _model_cost(run: RunSpec, num_classes: int, size: tuple[int, int]) -> dict[str, float]:
+    """Parameters and forward GFLOPs of one configuration at the evaluation size."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -331,22 +226,54 @@ def logged_seconds_per_step(folder: Path) -> float | None:
     return seconds / steps if steps > 0 else None
 
 
-def study_datamodule(study: Study):
-    """The data module of the study's fit config (its test split is what ``sdnseg test`` scores)."""
-    from sdnseg.data import SegmentationDataModule
+def qualitative(study: Study, results: list[dict], dm: SegmentationDataModule) -> list[Path]:
+    """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
+    error maps, on fixed test images (chosen in the study file, not by outcome), single scale.
 
-    config = yaml.safe_load(Path(study.config).read_text()) or {}
-    return SegmentationDataModule(**config.get("data", {}))
+    Drawn here rather than in the report because it loads the runs' checkpoints."""
+    from sdnseg.engine import load_model
+    from sdnseg.viz.segmentation import comparison_figure
+
+    spec = study.qualitative
+    if not spec.get("variants"):
+        return []
+    seed = int(spec.get("seed", 0))
+    finished = {(r["name"], r["seed"]) for r in results}
+    specs = {run.name: run for run in study.runs}
+    dataset = dm.raw_dataset(dm.test_split)
+    indices = [i for i in spec.get("images", [0]) if 0 <= i < len(dataset)]
+    items = [dataset[i] for i in indices]
+    images = [item["image"].permute(1, 2, 0).numpy() for item in items]
+    targets = [item["mask"].numpy() for item in items]
+    written = []
+    for variant in spec["variants"]:
+        names = (specs[variant].pair, variant)
+        if any((name, seed) not in finished for name in names):
+            continue
+        predictions = {}
+        for name in names:
+            model = load_model(latest_checkpoint(run_dir(study, specs[name], seed)))
+            predictions[f"{name} (seed {seed})"] = [
+                model.predict(image).numpy() for image in images
+            ]
+        path = Path(f"{study.results}_qualitative_{variant}.png")
+        written.append(
+            comparison_figure(path, images, targets, predictions, dm.palette, dm.ignore_index)
+        )
+    return written
 
 
-def study_shape(study: Study) -> tuple[int, tuple[int, int], int]:
-    """Number of classes, evaluation size and batches per epoch, from the fit config."""
+def write_report(study: Study, results: list[dict]) -> None:
+    """``<results>.json``, ``<results>.md`` and the figures, from the finished runs."""
+    if not results:
+        return
     dm = study_datamodule(study)
-    size = dm.base_size or (dm.hparams.synthetic_size,) * 2
-    return dm.num_classes, (int(size[0]), int(size[1])), len(dm.train_dataloader())
+    figures = qualitative(study, results, dm)
+    save_report(build_report(study, results, dm.classes, figures))
 
 
 def main(argv: list[str]) -> int:
+    """``sdnseg study``: make the scheduled runs not yet finished, redrawing the report after each."""
     parser = argparse.ArgumentParser(prog="sdnseg study", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="the study YAML file")
     parser.add_argument(
@@ -356,8 +283,6 @@ def main(argv: list[str]) -> int:
         "--report_only", action="store_true", help="rewrite the report, run nothing"
     )
     args = parser.parse_args(argv)
-    from sdnseg.engine.study_report import write_report
-
     study = Study.load(args.study)
     num_classes, size, batches_per_epoch = study_shape(study)
     results = []

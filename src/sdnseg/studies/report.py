@@ -1,6 +1,14 @@
 """The report of ``sdnseg study``: tables (mean ± std over seeds), paired differences, plots.
 
 Values are fractions in the JSON and percent (differences in points) in the markdown.
+
+Everything here but :func:`save_report` is pure: finished results (the ``result.json`` records
+of :mod:`sdnseg.studies.runner`) go in, strings, dicts and ``matplotlib.figure.Figure`` objects
+come out. :func:`build_report` assembles them into a :class:`Report`, and :func:`save_report`,
+the one writer, puts it on disk. Figures are made as ``Figure`` objects, never through pyplot,
+so drawing a report leaves the caller's matplotlib backend and open figures alone. This module
+does not import the runner: a report can be redrawn from results alone (as
+``tests/studies/test_report.py`` does from the committed ``camvid_study.json``).
 """
 
 from __future__ import annotations
@@ -10,18 +18,15 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sdnseg.data import SegmentationDataModule
-from sdnseg.engine.study import (
-    Study,
-    latest_checkpoint,
-    run_dir,
-    study_datamodule,
-    write_text_atomic,
-)
-from sdnseg.viz import save_figure
+from sdnseg.io import atomic_write
+from sdnseg.studies.spec import Study
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRICS = (
     "mIoU",
@@ -112,6 +117,7 @@ def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
 
 
 def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
+    """A fraction as percent with two decimals (``–`` for NaN), ``± std`` when there is one."""
     if math.isnan(mean):
         return "–"
     spread = std is not None and not math.isnan(std)
@@ -127,6 +133,11 @@ def markdown(
     figures: list[Path],
     classes: Sequence[str] = (),
 ) -> str:
+    """``<results>.md``: the main, per-class and paired tables, figure links and every command.
+
+    ``figures`` are linked by file name, so they must lie beside the markdown; ``classes`` not
+    found in any run's test metrics are left out of the per-class table.
+    """
     lines = [
         "# Study results",
         "",
@@ -207,35 +218,44 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
-    import matplotlib
+def _mean_by_epoch(results: list[dict], name: str, metric: str) -> tuple[list, list[float]]:
+    """Epochs and the mean over seeds of ``val/<metric>`` (percent) of configuration ``name``."""
+    by_epoch: dict[float, list[float]] = defaultdict(list)
+    for result in results:
+        if result["name"] == name:
+            for row in result["history"]:
+                if f"val/{metric}" in row:
+                    by_epoch[row.get("epoch", 0)].append(row[f"val/{metric}"])
+    epochs = sorted(by_epoch)
+    return epochs, [100 * statistics.fmean(by_epoch[e]) for e in epochs]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    written = []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+def curves_figure(summary: dict, results: list[dict]) -> Figure:
+    """Validation mIoU and BF@1px against epoch, one line per configuration (mean over seeds)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("mIoU", "BF@1px"), strict=True):
         for name in summary:
-            by_epoch: dict[float, list[float]] = defaultdict(list)
-            for result in results:
-                if result["name"] == name:
-                    for row in result["history"]:
-                        if f"val/{metric}" in row:
-                            by_epoch[row.get("epoch", 0)].append(row[f"val/{metric}"])
-            if by_epoch:
-                epochs = sorted(by_epoch)
-                means = [100 * statistics.fmean(by_epoch[e]) for e in epochs]
+            epochs, means = _mean_by_epoch(results, name, metric)
+            if epochs:
                 ax.plot(epochs, means, marker=".", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val {metric} (%), mean over seeds")
     # Beside the plots: with the ablations there are too many lines to leave a free corner.
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
-    written.append(save_figure(fig, Path(f"{study.results}_curves.png")))
+    return fig
+
+
+def bars_figure(summary: dict) -> Figure:
+    """Test mIoU, BF@1px and BF@3px per configuration: mean over seeds, std as error bar."""
+    from matplotlib.figure import Figure
 
     names = list(summary)
-    fig, axes = plt.subplots(1, 3, figsize=(4 * 3, 0.45 * len(names) + 2))
+    fig = Figure(figsize=(4 * 3, 0.45 * len(names) + 2))
+    axes = fig.subplots(1, 3)
     for ax, metric in zip(axes, ("mIoU", "BF@1px", "BF@3px"), strict=True):
         means = [100 * summary[n][metric]["mean"] for n in names]
         stds = [100 * summary[n][metric]["std"] for n in names]
@@ -246,54 +266,26 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
         if finite:
             ax.set_xlim(max(0.0, min(finite) - 10), max(finite) + 5)
     fig.tight_layout()
-    written.append(save_figure(fig, Path(f"{study.results}_bars.png")))
-    return written
+    return fig
 
 
-def qualitative(study: Study, results: list[dict], dm: SegmentationDataModule) -> list[Path]:
-    """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
-    error maps, on fixed test images (chosen in the study file, not by outcome), single scale."""
-    from sdnseg.engine.checkpoint import load_model
-    from sdnseg.viz.segmentation import comparison_figure
-
-    spec = study.qualitative
-    if not spec.get("variants"):
-        return []
-    seed = int(spec.get("seed", 0))
-    finished = {(r["name"], r["seed"]) for r in results}
-    specs = {run.name: run for run in study.runs}
-    dataset = dm.raw_dataset(dm.test_split)
-    indices = [i for i in spec.get("images", [0]) if 0 <= i < len(dataset)]
-    items = [dataset[i] for i in indices]
-    images = [item["image"].permute(1, 2, 0).numpy() for item in items]
-    targets = [item["mask"].numpy() for item in items]
-    written = []
-    for variant in spec["variants"]:
-        names = (specs[variant].pair, variant)
-        if any((name, seed) not in finished for name in names):
-            continue
-        predictions = {}
-        for name in names:
-            model = load_model(latest_checkpoint(run_dir(study, specs[name], seed)))
-            predictions[f"{name} (seed {seed})"] = [
-                model.predict(image).numpy() for image in images
-            ]
-        path = Path(f"{study.results}_qualitative_{variant}.png")
-        written.append(
-            comparison_figure(path, images, targets, predictions, dm.palette, dm.ignore_index)
-        )
-    return written
+def plots(study: Study, summary: dict, results: list[dict]) -> dict[Path, Figure]:
+    """The report's own figures, keyed by the file each is saved to beside ``study.results``."""
+    return {
+        Path(f"{study.results}_curves.png"): curves_figure(summary, results),
+        Path(f"{study.results}_bars.png"): bars_figure(summary),
+    }
 
 
-def write_report(study: Study, results: list[dict]) -> None:
-    """``<results>.json``, ``<results>.md`` and the plots, from the finished runs."""
-    if not results:
-        return
-    summary = summarise(results)
-    pairs = paired(study, results)
-    paired_by_variant = paired_summary(pairs)
-    dm = study_datamodule(study)
-    payload = {
+def payload(
+    study: Study,
+    summary: dict,
+    pairs: list[dict],
+    paired_by_variant: dict[str, dict[str, Any]],
+    results: list[dict],
+) -> dict[str, Any]:
+    """The ``<results>.json`` content: the tables' numbers and every run but its history."""
+    return {
         "study": {
             "config": study.config,
             "test_scales": study.test_scales,
@@ -304,10 +296,57 @@ def write_report(study: Study, results: list[dict]) -> None:
         "paired_summary": paired_by_variant,
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
+
+
+@dataclass
+class Report:
+    """A drawn report, not yet on disk: what :func:`save_report` writes, file by file."""
+
+    markdown_path: Path
+    markdown_text: str
+    json_path: Path
+    json_text: str
+    figures: dict[Path, Figure]
+
+
+def build_report(
+    study: Study,
+    results: list[dict],
+    classes: Sequence[str] = (),
+    figures: Sequence[Path] = (),
+) -> Report:
+    """The report of the finished ``results``: tables, JSON and plots.
+
+    Args:
+        classes: class names, in label order, for the per-class IoU table.
+        figures: figures made elsewhere (the runner's qualitative comparisons, which need the
+            models), linked in the markdown after the report's own plots.
+    """
+    summary = summarise(results)
+    pairs = paired(study, results)
+    paired_by_variant = paired_summary(pairs)
+    drawn = plots(study, summary, results)
+    text = markdown(study, summary, pairs, paired_by_variant, results, [*drawn, *figures], classes)
+    data = payload(study, summary, pairs, paired_by_variant, results)
     base = Path(study.results)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    figures = plots(study, summary, results) + qualitative(study, results, dm)
-    text = markdown(study, summary, pairs, paired_by_variant, results, figures, dm.classes)
-    write_text_atomic(base.with_name(base.name + ".md"), text)
-    payload_text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
-    write_text_atomic(base.with_name(base.name + ".json"), payload_text)
+    return Report(
+        markdown_path=base.with_name(base.name + ".md"),
+        markdown_text=text,
+        json_path=base.with_name(base.name + ".json"),
+        json_text=json.dumps(data, indent=2, allow_nan=True) + "\n",
+        figures=drawn,
+    )
+
+
+def save_report(report: Report, dpi: int = 100) -> None:
+    """Write the figures, then the markdown, then the JSON, each atomically: a runner killed
+    mid-report leaves every file whole, the previous report's or the new one's."""
+    for path, fig in report.figures.items():
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    for path, text in (
+        (report.markdown_path, report.markdown_text),
+        (report.json_path, report.json_text),
+    ):
+        with atomic_write(path) as tmp:
+            tmp.write_text(text)

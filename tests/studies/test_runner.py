@@ -1,15 +1,15 @@
-"""sdnseg study: a two-configuration matrix on synthetic data, skipped when finished."""
+"""sdnseg study: the study file, the run order, and a two-configuration matrix on synthetic data,
+skipped when finished."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sdnseg.engine import study as study_module
-from sdnseg.engine import study_report
-from sdnseg.engine.study import RunSpec, Study, logged_seconds_per_step, main, schedule
+from sdnseg.studies import runner
+from sdnseg.studies.runner import logged_seconds_per_step, main
+from sdnseg.studies.spec import RunSpec, Study, schedule
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
 # A baseline and its +SDN twin, small enough for a few CPU steps; tests/test_benchmarks.py too.
@@ -92,11 +92,9 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(study_module, "_run", fail)
+    monkeypatch.setattr(runner, "_run", fail)
     reports = []
-    monkeypatch.setattr(
-        study_report, "write_report", lambda study, results: reports.append(results)
-    )
+    monkeypatch.setattr(runner, "write_report", lambda study, results: reports.append(results))
     assert main([str(path)]) == 0
     assert len(reports) == 1, "a restart redrew the report once per finished run"
     # --only selects what runs; the report still holds every finished run.
@@ -171,32 +169,6 @@ def test_study_qualitative_must_name_a_paired_run(tmp_path):
         Study.load(path)
 
 
-def test_paired_summary_mean_std_and_wins():
-    from sdnseg.engine.study_report import METRICS, paired_summary
-
-    rows = [
-        {"variant": "sdn", "baseline": "base", "seed": s, **dict.fromkeys(METRICS, d)}
-        for s, d in ((0, 0.01), (1, -0.03))
-    ]
-    (entry,) = paired_summary(rows).values()
-    assert entry["baseline"] == "base" and entry["seeds"] == [0, 1]
-    assert entry["mIoU"]["mean"] == pytest.approx(-0.01)
-    assert entry["mIoU"]["std"] == pytest.approx(0.04 / 2**0.5)  # sample std of (+0.01, -0.03)
-    assert entry["mIoU"]["wins"] == 1
-    # t = mean / (std / sqrt(2)) = -0.5 with 1 degree of freedom: p = 1 - 2 atan(0.5) / pi.
-    assert entry["mIoU"]["p"] == pytest.approx(1 - 2 * math.atan(0.5) / math.pi)
-    (single,) = paired_summary(rows[:1]).values()
-    assert math.isnan(single["mIoU"]["p"])
-    # A metric one seed lacks: that seed leaves the mean, the spread and the test.
-    rows.append({"variant": "sdn", "baseline": "base", "seed": 2, **dict.fromkeys(METRICS, 0.05)})
-    rows[1]["BF@1px"] = math.nan
-    (entry,) = paired_summary(rows).values()
-    assert entry["BF@1px"]["mean"] == pytest.approx(0.03) and entry["BF@1px"]["wins"] == 2
-    assert entry["BF@1px"]["p"] == pytest.approx(
-        1 - 2 * math.atan(1.5) / math.pi
-    )  # t = 0.03 / (0.04 / 2)
-
-
 def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
@@ -218,7 +190,7 @@ def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):
 
 
 def test_run_calls_the_heartbeat_while_running_and_stops_the_command_when_it_raises(tmp_path):
-    from sdnseg.engine.study import _run
+    from sdnseg.studies.runner import _run
 
     log = tmp_path / "commands.log"
     beats = []
@@ -231,3 +203,12 @@ def test_run_calls_the_heartbeat_while_running_and_stops_the_command_when_it_rai
 
     with pytest.raises(OSError, match="disk full"):
         _run(["sdnseg", "fit", "--help"], log, heartbeat=fail, every=0.01)
+
+
+def test_the_cli_study_command_is_the_runner():
+    import importlib
+
+    from sdnseg.engine.cli import COMMANDS
+
+    module, function = COMMANDS["study"].split(":")
+    assert getattr(importlib.import_module(module), function) is main

@@ -1,0 +1,122 @@
+"""The study report: pure tables and figures from results, and the committed CamVid report."""
+
+import ast
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sdnseg.studies.report import METRICS, build_report, paired_summary
+from sdnseg.studies.spec import Study
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "sdnseg"
+
+
+def test_paired_summary_mean_std_and_wins():
+    rows = [
+        {"variant": "sdn", "baseline": "base", "seed": s, **dict.fromkeys(METRICS, d)}
+        for s, d in ((0, 0.01), (1, -0.03))
+    ]
+    (entry,) = paired_summary(rows).values()
+    assert entry["baseline"] == "base" and entry["seeds"] == [0, 1]
+    assert entry["mIoU"]["mean"] == pytest.approx(-0.01)
+    assert entry["mIoU"]["std"] == pytest.approx(0.04 / 2**0.5)  # sample std of (+0.01, -0.03)
+    assert entry["mIoU"]["wins"] == 1
+    # t = mean / (std / sqrt(2)) = -0.5 with 1 degree of freedom: p = 1 - 2 atan(0.5) / pi.
+    assert entry["mIoU"]["p"] == pytest.approx(1 - 2 * math.atan(0.5) / math.pi)
+    (single,) = paired_summary(rows[:1]).values()
+    assert math.isnan(single["mIoU"]["p"])
+    # A metric one seed lacks: that seed leaves the mean, the spread and the test.
+    rows.append({"variant": "sdn", "baseline": "base", "seed": 2, **dict.fromkeys(METRICS, 0.05)})
+    rows[1]["BF@1px"] = math.nan
+    (entry,) = paired_summary(rows).values()
+    assert entry["BF@1px"]["mean"] == pytest.approx(0.03) and entry["BF@1px"]["wins"] == 2
+    assert entry["BF@1px"]["p"] == pytest.approx(
+        1 - 2 * math.atan(1.5) / math.pi
+    )  # t = 0.03 / (0.04 / 2)
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels found")
+def test_report_redraws_the_committed_camvid_study_from_its_json():
+    # The JSON keeps every run but its validation history, which only the curves plot reads.
+    from sdnseg.data.datasets import CamVid
+
+    study = Study.load(ROOT / "configs" / "studies" / "camvid.yaml")
+    results_json = ROOT / "benchmarks" / "results" / "camvid_study.json"
+    runs = [{**r, "history": []} for r in json.loads(results_json.read_text())["runs"]]
+    variants = study.qualitative["variants"]
+    qualitative = [Path(f"{study.results}_qualitative_{v}.png") for v in variants]
+    report = build_report(study, runs, CamVid.CLASSES, qualitative)
+    assert report.markdown_path == study.results.with_name("camvid_study.md")
+    assert report.markdown_text == (ROOT / report.markdown_path).read_text()
+    assert report.json_text == results_json.read_text()
+    assert [p.name for p in report.figures] == ["camvid_study_curves.png", "camvid_study_bars.png"]
+
+
+def test_report_draws_and_saves_without_the_runner_pyplot_or_a_backend_switch(tmp_path):
+    # In a fresh interpreter, so that sys.modules shows what importing the report pulls in.
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+
+        import matplotlib
+
+        matplotlib.use("svg")  # the caller's choice, which the report must keep
+        from sdnseg.studies.report import build_report, save_report
+        from sdnseg.studies.spec import RunSpec, Study
+
+        folder = Path(sys.argv[1])
+        runs = [RunSpec("base", "fcn_r18d8", [0, 1]), RunSpec("sdn", "x", [0, 1], pair="base")]
+        study = Study("fit.yaml", folder / "runs", folder / "results" / "study", runs)
+        results = [
+            {
+                "name": run.name, "seed": seed, "params": 1e6, "gflops": 1.0,
+                "seconds_per_epoch": 10.0, "fit_command": "sdnseg fit", "test_command": "sdnseg test",
+                "test": {"mIoU": 0.5 + 0.01 * seed + 0.02 * bool(run.pair), "BF@1px": 0.3,
+                         "BF@3px": 0.4, "IoU/road": 0.9},
+                "history": [{"epoch": e, "step": 10 * e, "val/mIoU": 0.1 * e, "val/BF@1px": 0.05 * e}
+                            for e in range(3)],
+            }
+            for run in runs for seed in run.seeds
+        ]
+        save_report(build_report(study, results, classes=["road", "sky"]))
+        assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+        assert "matplotlib.pyplot" not in sys.modules
+        assert "sdnseg.studies.runner" not in sys.modules
+        """
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=120)
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert written == ["study.json", "study.md", "study_bars.png", "study_curves.png"]
+    markdown = (tmp_path / "results" / "study.md").read_text()
+    assert (
+        "| configuration | road |" in markdown and "![study_bars.png](study_bars.png)" in markdown
+    )
+    assert json.loads((tmp_path / "results" / "study.json").read_text())["paired"][0]["seed"] == 0
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in ``path`` names (``from a import b``
+    counts as both ``a`` and ``a.b``, since ``b`` may be a module)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_only_the_runner_imports_the_runner_and_nothing_outside_imports_studies():
+    for name in ("__init__.py", "spec.py", "report.py"):
+        assert "sdnseg.studies.runner" not in _imported(SRC / "studies" / name), name
+    for path in SRC.rglob("*.py"):
+        if "studies" not in path.relative_to(SRC).parts:
+            outside = {n for n in _imported(path) if n.startswith("sdnseg.studies")}
+            assert not outside, f"{path.relative_to(SRC)} imports {outside}"
