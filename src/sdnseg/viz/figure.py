@@ -10,7 +10,6 @@ load it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,18 +26,11 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` to ``path`` atomically, in the format of its suffix, and return the path.
 
     Goes through :func:`sdnseg.io.atomic_write`: missing folders are made, a reader never sees a
-    half-written file and a failed save leaves the previous file and no temporary one. A figure
-    that pyplot manages (a caller's ``plt.figure()``) is closed, so that it does not pile up in
-    pyplot's registry; pyplot itself is never imported here.
+    half-written file and a failed save leaves the previous file and no temporary one.
     """
     path = Path(path)
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=dpi)
-    finally:
-        pyplot = sys.modules.get("matplotlib.pyplot")
-        if pyplot is not None:
-            pyplot.close(fig)  # a no-op for a figure pyplot does not manage
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return path
 
 
