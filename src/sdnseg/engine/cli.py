@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 # Subcommands that are not Lightning's: name -> "module:function", function(argv) -> exit code.
 COMMANDS = {
     "demo": "sdnseg.engine.demo:main",
+    "evaluate": "sdnseg.evaluation.cli:main",
     "diffusion": "sdnseg.viz.diffusion:main",
     "visualize_sdn": "sdnseg.engine.visualize:main",
     "export": "sdnseg.export:main",
