@@ -333,7 +333,7 @@ def logged_seconds_per_step(folder: Path) -> float | None:
 
 def study_datamodule(study: Study):
     """The data module of the study's fit config (its test split is what ``sdnseg test`` scores)."""
-    from sdnseg.data import SegmentationDataModule
+    from sdnseg.engine.datamodule import SegmentationDataModule
 
     config = yaml.safe_load(Path(study.config).read_text()) or {}
     return SegmentationDataModule(**config.get("data", {}))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sdnseg.data import SegmentationDataModule
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.study import (
     Study,
     latest_checkpoint,
