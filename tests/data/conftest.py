@@ -8,27 +8,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from tests.data.layouts import blocky_mask, random_image, write_folder, write_image
 
 REAL_CAMVID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid"
-
-
-def write_image(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.astype(np.uint8)).save(path)
-    return path
-
-
-def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def blocky_mask(
-    rng: np.random.Generator, height: int, width: int, values: list[int], block: int = 8
-) -> np.ndarray:
-    """Class map of ``block``-pixel squares drawn from ``values``."""
-    grid = rng.choice(values, size=(-(-height // block), -(-width // block)))
-    return np.kron(grid, np.ones((block, block), dtype=np.int64))[:height, :width]
 
 
 @pytest.fixture
@@ -97,18 +79,7 @@ def ade_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def folder_root(tmp_path: Path) -> Path:
     """images/{split}/*.jpg|png + masks/{split}/*.png + classes.txt (3 classes), varied sizes."""
-    rng = np.random.default_rng(3)
-    root = tmp_path / "folder"
-    sizes = {"train": [(24, 32), (24, 32), (24, 32), (24, 32)], "val": [(24, 32), (30, 20)]}
-    for split, shapes in sizes.items():
-        for i, (h, w) in enumerate(shapes):
-            ext = ".jpg" if i % 2 else ".png"
-            write_image(root / "images" / split / f"img{i}{ext}", random_image(rng, h, w))
-            write_image(
-                root / "masks" / split / f"img{i}.png", blocky_mask(rng, h, w, [0, 1, 2, 255])
-            )
-    (root / "classes.txt").write_text("background\nroad\n\ncar\n", encoding="utf-8")
-    return root
+    return write_folder(tmp_path / "folder")
 
 
 @pytest.fixture

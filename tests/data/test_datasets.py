@@ -18,9 +18,9 @@ from sdnseg.data import (
     SegmentationFolder,
     SyntheticShapes,
     build_dataset,
+    default_palette,
     read_mask,
 )
-from sdnseg.data.datasets import default_palette
 
 # The repository's parent holds shared/ (as in CI): the real CamVid when it is there.
 REAL_CAMVID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid"

@@ -19,6 +19,7 @@ from sdnseg.data import (
     PhotoMetricDistortion,
     RandomCropCatMax,
     RandomRatioResize,
+    denormalize,
     eval_transforms,
     train_transforms,
 )
@@ -303,3 +304,26 @@ def test_keep_ratio_resize_image_only_alignment() -> None:
     inner = interior(mask)
     assert torch.equal(decoded(out["image"])[inner], (mask * CODE).float()[inner])
     assert KeepRatioResize((80, 112), resize_mask=False)(item)["mask"].shape == (40, 56)
+
+
+# --- denormalize -------------------------------------------------------------------------------
+
+
+def test_denormalize_by_hand() -> None:
+    mean, std = (100.0, 50.0, 0.0), (10.0, 2.0, 100.0)
+    images = torch.tensor([[[0.0, 1.26]], [[-30.0, 3.0]], [[0.004, 9.0]]])  # (3, 1, 2)
+    # 100 + 10 * (0, 1.26) = (100, 112.6); 50 + 2 * (-30, 3) = (-10, 56); 100 * (0.004, 9).
+    expected = torch.tensor([[[100, 113]], [[0, 56]], [[0, 255]]], dtype=torch.uint8)
+    out = denormalize(images, mean, std)
+    assert out.dtype == torch.uint8 and torch.equal(out, expected)
+    assert torch.equal(denormalize(images[None], mean, std), expected[None])  # batched
+
+
+def test_denormalize_resizes_before_rounding() -> None:
+    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    images = torch.tensor([0.0, 3.0]).view(1, 1, 2).expand(3, 1, 2)
+    # Bilinear 2 -> 4 (align_corners=False) samples the source at -0.25, 0.25, 0.75, 1.25, clamped
+    # to [0, 1]: 0, 0.75, 2.25, 3, rounded after the resize to 0, 1, 2, 3.
+    out = denormalize(images, mean, std, size=(1, 4))
+    assert out.shape == (3, 1, 4) and out[0, 0].tolist() == [0, 1, 2, 3]
+    assert torch.equal(denormalize(images, mean, std, size=(1, 2)), images.to(torch.uint8))

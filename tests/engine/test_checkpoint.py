@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 import sdnseg
-from sdnseg.data import SegmentationDataModule, SyntheticShapes
+from sdnseg.data import SyntheticShapes
 from sdnseg.engine import AtomicCheckpointIO, Predictor, SegmentationModule
 from sdnseg.engine import checkpoint as ckpt
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.models import get_config
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}

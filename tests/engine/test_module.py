@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from sdnseg.data import SegmentationDataModule
 from sdnseg.engine import AtomicCheckpointIO, SegmentationModule, load_model
 from sdnseg.engine.callbacks import LastCheckpoint
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.schedules import PolyWarmupFactor, poly_lr, poly_scheduler
 from sdnseg.models import FCNHead, Segmentor
 

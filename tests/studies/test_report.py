@@ -44,7 +44,7 @@ def test_paired_summary_mean_std_and_wins():
 @pytest.mark.filterwarnings("ignore:No artists with labels found")
 def test_report_redraws_the_committed_camvid_study_from_its_json():
     # The JSON keeps every run but its validation history, which only the curves plot reads.
-    from sdnseg.data.datasets import CamVid
+    from sdnseg.data import CamVid
 
     study = Study.load(ROOT / "configs" / "studies" / "camvid.yaml")
     results_json = ROOT / "benchmarks" / "results" / "camvid_study.json"

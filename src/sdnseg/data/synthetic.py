@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import colorsys
 import zlib
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+
+from sdnseg.data.info import IGNORE_INDEX, DatasetInfo, Item, Transform
 
 __all__ = ["SyntheticShapes"]
 
@@ -47,6 +49,14 @@ def _class_appearance(num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return np.asarray(colours, np.float32), kinds, periods.astype(np.float32), angles
 
 
+def _size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of an int or pair ``size``; raises if a side is under 16 pixels."""
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    if min(height, width) < 16:
+        raise ValueError(f"size must be at least 16 pixels per side, got {size!r}")
+    return int(height), int(width)
+
+
 def _stream(split: str) -> int:
     return _SPLIT_STREAMS.get(split, zlib.crc32(split.encode("utf-8")))
 
@@ -63,10 +73,10 @@ def _inside_polygon(xs: np.ndarray, ys: np.ndarray, vx: np.ndarray, vy: np.ndarr
     return inside
 
 
-class SyntheticShapes(Dataset[dict[str, Any]]):
+class SyntheticShapes(Dataset[Item]):
     """Procedural segmentation scenes (see the module docstring); the README demo's dataset.
 
-    Items follow the dataset contract of :mod:`sdnseg.data.datasets`: ``image`` (uint8 Image,
+    Items follow the dataset contract of :mod:`sdnseg.data.base`: ``image`` (uint8 Image,
     3 x H x W), ``mask`` (int64 Mask, H x W, no ignored pixels) and ``path``
     (``"synthetic/{split}/{index:06d}"``).
 
@@ -80,7 +90,9 @@ class SyntheticShapes(Dataset[dict[str, Any]]):
         transforms: callable applied to each item dict.
     """
 
-    ignore_index: int = 255  # the library-wide ignore id (sdnseg.data.datasets.IGNORE_INDEX)
+    ignore_index: int = IGNORE_INDEX
+    needs_root: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ("num_images", "size", "num_classes", "seed")
 
     def __init__(
         self,
@@ -89,24 +101,50 @@ class SyntheticShapes(Dataset[dict[str, Any]]):
         num_classes: int = 6,
         seed: int = 0,
         split: str = "train",
-        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        transforms: Transform | None = None,
     ) -> None:
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
         if num_images < 1:
             raise ValueError(f"num_images must be positive, got {num_images}")
-        if min(height, width) < 16:
-            raise ValueError(f"size must be at least 16 pixels per side, got {size!r}")
-        if not 2 <= num_classes <= _MAX_CLASSES:
-            raise ValueError(f"num_classes must be in 2..{_MAX_CLASSES}, got {num_classes}")
+        height, width = self.size = _size(size)
+        described = self.info(size=size, num_classes=num_classes)  # checks num_classes
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        self.num_images, self.size = num_images, (int(height), int(width))
-        self.seed, self.split, self.transforms = seed, split, transforms
-        self.classes = tuple(f"class{c}" for c in range(num_classes))
+        self.num_images, self.seed = num_images, seed
+        self.split, self.transforms = split, transforms
+        self.classes, self.palette = described.classes, list(described.palette)
         self._colours, self._kinds, self._periods, self._angles = _class_appearance(num_classes)
-        self.palette = [tuple(int(round(v)) for v in colour) for colour in self._colours]
         ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
         self._xs, self._ys = xs, ys
+
+    @classmethod
+    def info(
+        cls,
+        root: str | Path | None = None,
+        *,
+        size: int | tuple[int, int] = 128,
+        num_classes: int = 6,
+        **options: Any,
+    ) -> DatasetInfo:
+        """Classes and palette of ``num_classes``, trained on whole ``size`` images by default
+        (``root`` and the other options do not change the description)."""
+        crop_size = _size(size)
+        if not 2 <= num_classes <= _MAX_CLASSES:
+            raise ValueError(f"num_classes must be in 2..{_MAX_CLASSES}, got {num_classes}")
+        colours = _class_appearance(num_classes)[0]
+        return DatasetInfo(
+            classes=tuple(f"class{c}" for c in range(num_classes)),
+            palette=tuple(tuple(int(round(v)) for v in colour) for colour in colours),
+            crop_size=crop_size,
+            uniform_size=True,
+        )
+
+    @classmethod
+    def build(
+        cls, root: str | Path | None = None, split: str = "train", **options: Any
+    ) -> SyntheticShapes:
+        """The uniform constructor of :class:`~sdnseg.data.info.DatasetClass` (``transforms``
+        among the options); there are no files, so ``root`` is unused."""
+        return cls(split=split, **options)
 
     @property
     def num_classes(self) -> int:
@@ -115,7 +153,7 @@ class SyntheticShapes(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return self.num_images
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Item:
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         image, mask = self.generate(index)

@@ -1,7 +1,7 @@
 """The mmseg reference augmentation written with ``torchvision.transforms.v2``.
 
 Items are dicts holding a ``tv_tensors.Image`` and a ``tv_tensors.Mask`` (see
-:mod:`sdnseg.data.datasets`), so every geometric transform moves image and mask together; masks
+:mod:`sdnseg.data.base`), so every geometric transform moves image and mask together; masks
 are always resized with nearest neighbour and never normalised. torchvision covers flip, dtype and
 normalisation; the four classes here are what it lacks:
 
@@ -11,6 +11,8 @@ normalisation; the four classes here are what it lacks:
 - :class:`PhotoMetricDistortion`: mmseg's (additive brightness, multiplicative contrast, HSV
   saturation); torchvision's ``ColorJitter`` blends towards grey / mean instead;
 - :class:`PadToSize`: bottom/right padding to a fixed size (mmseg pads in its data preprocessor).
+
+:func:`denormalize` undoes the normalisation, for figures and DenseCRF's appearance kernel.
 
 Randomness comes from torch's global generator, so ``torch.manual_seed`` (and the DataLoader's
 per-worker seeding) makes a pipeline reproducible.
@@ -22,9 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as nnf
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+
+from sdnseg.data.info import IGNORE_INDEX
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -34,13 +39,13 @@ __all__ = [
     "PhotoMetricDistortion",
     "RandomCropCatMax",
     "RandomRatioResize",
+    "denormalize",
     "eval_transforms",
     "train_transforms",
 ]
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
-_IGNORE_INDEX = 255
 
 
 def keep_ratio_size(height: int, width: int, scale: Sequence[float]) -> tuple[int, int]:
@@ -170,7 +175,7 @@ class RandomCropCatMax(v2.Transform):
         self,
         size: Sequence[int],
         cat_max_ratio: float = 0.75,
-        ignore_index: int = _IGNORE_INDEX,
+        ignore_index: int = IGNORE_INDEX,
         max_tries: int = 10,
     ) -> None:
         super().__init__()
@@ -313,7 +318,7 @@ class PadToSize(v2.Transform):
 
     _transformed_types = (tv_tensors.Image, tv_tensors.Mask)
 
-    def __init__(self, size: Sequence[int], fill: float = 0, mask_fill: int = _IGNORE_INDEX):
+    def __init__(self, size: Sequence[int], fill: float = 0, mask_fill: int = IGNORE_INDEX):
         super().__init__()
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"size must be two positive ints (h, w), got {size!r}")
@@ -348,7 +353,7 @@ def train_transforms(
     cat_max_ratio: float = 0.75,
     flip_prob: float = 0.5,
     photometric: bool = True,
-    ignore_index: int = _IGNORE_INDEX,
+    ignore_index: int = IGNORE_INDEX,
 ) -> v2.Compose:
     """The mmseg training pipeline.
 
@@ -403,3 +408,31 @@ def eval_transforms(
         steps.append(KeepRatioResize(base_size, resize_mask=False))
     steps += _normalise(mean, std)
     return v2.Compose(steps)
+
+
+def denormalize(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    size: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """uint8 RGB from normalised images: ``images * std + mean``, rounded and clamped to 0..255.
+
+    Args:
+        images: (3, H, W) or (B, 3, H, W), normalised with ``mean`` and ``std`` on 0..255.
+        mean, std: the per-channel normalisation.
+        size: (h, w) to resize to (bilinear, on the 0..255 values, before rounding); None keeps
+            the size.
+
+    Returns:
+        uint8 tensor of the input's layout, on its device.
+    """
+    shape = (3, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(shape)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(shape)
+    rgb = images.float() * std_t + mean_t
+    if size is not None and tuple(rgb.shape[-2:]) != tuple(size):
+        batched = rgb if rgb.ndim == 4 else rgb[None]
+        resized = nnf.interpolate(batched, size=tuple(size), mode="bilinear", align_corners=False)
+        rgb = resized if rgb.ndim == 4 else resized[0]
+    return rgb.round().clamp(0, 255).to(torch.uint8)

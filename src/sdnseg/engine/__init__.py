@@ -8,7 +8,17 @@ plain ``lightning.Trainer``.
 
 from sdnseg.engine.callbacks import LastCheckpoint
 from sdnseg.engine.checkpoint import AtomicCheckpointIO, load_model
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.module import SegmentationModule
 from sdnseg.engine.predictor import Predictor
+from sdnseg.engine.sampler import ResumableRandomSampler
 
-__all__ = ["AtomicCheckpointIO", "LastCheckpoint", "Predictor", "SegmentationModule", "load_model"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "LastCheckpoint",
+    "Predictor",
+    "ResumableRandomSampler",
+    "SegmentationDataModule",
+    "SegmentationModule",
+    "load_model",
+]

@@ -1,7 +1,7 @@
 """The ``sdnseg`` command.
 
 ``sdnseg fit|validate|test|predict`` is a LightningCLI over :class:`SegmentationModule` and
-:class:`~sdnseg.data.SegmentationDataModule`, configured by flat YAML files (``configs/*.yaml``)
+:class:`SegmentationDataModule`, configured by flat YAML files (``configs/*.yaml``)
 and ``--section.key value`` overrides::
 
     sdnseg fit --config configs/quickstart.yaml
@@ -46,9 +46,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from sdnseg.data import SegmentationDataModule
 from sdnseg.engine.callbacks import EpochProgressBar, LastCheckpoint, PredictionWriter
 from sdnseg.engine.checkpoint import AtomicCheckpointIO, read_metadata
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.images import ImageFiles, list_images, predict_loader
 from sdnseg.engine.module import SegmentationModule
 from sdnseg.engine.postprocess import require_crf

@@ -15,9 +15,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from sdnseg.data import SegmentationDataModule
+from sdnseg.data import denormalize
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.viz.diffusion import diffusion_figure
 from sdnseg.viz.segmentation import comparison_figure
 
@@ -98,11 +100,9 @@ def _train_and_evaluate(arch: str, args: argparse.Namespace, out: Path) -> dict:
     }
 
 
-def _rgb(sample: dict, data: SegmentationDataModule) -> np.ndarray:  # noqa: F821
-    mean = torch.tensor(data.mean).view(3, 1, 1)
-    std = torch.tensor(data.std).view(3, 1, 1)
-    image = sample["image"].float() * std + mean
-    return image.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+def _rgb(sample: dict, data: SegmentationDataModule) -> np.ndarray:
+    """The sample's normalised image as uint8 (H, W, 3), for the figure."""
+    return denormalize(sample["image"], data.mean, data.std).permute(1, 2, 0).numpy()
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from sdnseg.data.datasets import IMAGE_EXTENSIONS, read_image, read_mask
+from sdnseg.data.io import IMAGE_EXTENSIONS, read_image, read_mask
 from sdnseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 
 __all__ = ["ImageFiles", "find_mask", "list_images", "predict_loader"]

@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
-from sdnseg.data.datasets import IGNORE_INDEX, default_palette
-from sdnseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
 from sdnseg.engine import checkpoint as ckpt
 from sdnseg.engine.postprocess import POSTPROCESSORS, postprocess
 from sdnseg.engine.predictor import probabilities
@@ -312,12 +311,7 @@ class SegmentationModule(L.LightningModule):
 
     def _rgb(self, images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """uint8 RGB images at ``size`` from normalised ones (for the CRF's appearance kernel)."""
-        mean = images.new_tensor(self.data_info["mean"]).view(1, 3, 1, 1)
-        std = images.new_tensor(self.data_info["std"]).view(1, 3, 1, 1)
-        rgb = images.float() * std + mean
-        if tuple(rgb.shape[-2:]) != tuple(size):
-            rgb = F.interpolate(rgb, size=tuple(size), mode="bilinear", align_corners=False)
-        return rgb.round().clamp(0, 255).to(torch.uint8)
+        return denormalize(images, self.data_info["mean"], self.data_info["std"], size)
 
     @staticmethod
     def _update(metrics: nn.ModuleDict, preds: torch.Tensor, masks: torch.Tensor) -> None:

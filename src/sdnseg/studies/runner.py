@@ -37,7 +37,7 @@ from sdnseg.studies.spec import (
 )
 
 if TYPE_CHECKING:
-    from sdnseg.data import SegmentationDataModule
+    from sdnseg.engine.datamodule import SegmentationDataModule
 
 RESULT = "result.json"
 TIMING = "timing.json"

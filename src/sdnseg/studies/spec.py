@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from sdnseg.data import SegmentationDataModule
+    from sdnseg.engine.datamodule import SegmentationDataModule
 
 
 @dataclass
@@ -144,7 +144,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 def study_datamodule(study: Study) -> SegmentationDataModule:
     """The data module of the study's fit config (its test split is what ``sdnseg test`` scores)."""
-    from sdnseg.data import SegmentationDataModule
+    from sdnseg.engine.datamodule import SegmentationDataModule
 
     config = yaml.safe_load(Path(study.config).read_text()) or {}
     return SegmentationDataModule(**config.get("data", {}))

@@ -15,118 +15,26 @@ epoch order is reproduced.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from sdnseg.data.datasets import (
-    ADE20K,
-    DATASETS,
-    IGNORE_INDEX,
-    CamVid,
-    Cityscapes,
-    SegmentationFolder,
-    build_dataset,
-    default_palette,
+from sdnseg.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DatasetInfo,
+    collate_segmentation,
+    dataset_class,
+    eval_transforms,
+    train_transforms,
 )
-from sdnseg.data.synthetic import SyntheticShapes
-from sdnseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
+from sdnseg.engine.sampler import ResumableRandomSampler
 
-__all__ = ["ResumableRandomSampler", "SegmentationDataModule", "collate_segmentation"]
-
-Batch = dict[str, Any]
-
-
-class ResumableRandomSampler(Sampler[int]):
-    """Random order per epoch, deterministic in ``(seed, epoch)``, resumable mid-epoch.
-
-    ``set_epoch`` picks the permutation (Lightning calls it every epoch). The sampler counts the
-    indices it has yielded in the current pass; ``state_dict`` returns ``{"epoch", "consumed",
-    "seed", "num_samples"}`` and ``load_state_dict`` makes the next pass over that epoch start
-    after ``consumed`` indices (a pass over any other epoch starts at 0). ``len`` is always the
-    full ``num_samples`` so that loop lengths stay fixed across a resume.
-
-    Args:
-        num_samples: dataset length.
-        seed: base seed; epoch ``e`` uses ``seed + e``.
-        shuffle: False yields ``0..n-1`` in order (still resumable).
-    """
-
-    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
-        self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
-        self.epoch = 0
-        self.yielded = 0
-        self._resume: tuple[int, int] | None = None  # (epoch, indices to skip)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def order(self, epoch: int) -> list[int]:
-        """The full index order of ``epoch``."""
-        if not self.shuffle:
-            return list(range(self.num_samples))
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        return torch.randperm(self.num_samples, generator=generator).tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = self.epoch
-        start = 0
-        if self._resume is not None and self._resume[0] == epoch:
-            start = self._resume[1]
-        self._resume = None
-        self.yielded = start
-        for index in self.order(epoch)[start:]:
-            self.yielded += 1
-            yield index
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def state_dict(self) -> dict[str, int]:
-        return {
-            "epoch": self.epoch,
-            "consumed": self.yielded,
-            "seed": self.seed,
-            "num_samples": self.num_samples,
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state.get("num_samples", self.num_samples) != self.num_samples:
-            raise ValueError(
-                f"sampler state is for {state['num_samples']} samples, "
-                f"this dataset has {self.num_samples}"
-            )
-        consumed = int(state["consumed"])
-        if not 0 <= consumed <= self.num_samples:
-            raise ValueError(f"consumed must be in 0..{self.num_samples}, got {consumed}")
-        self.seed = int(state.get("seed", self.seed))
-        self.epoch = int(state["epoch"])
-        self._resume = (self.epoch, consumed)
-
-
-def collate_segmentation(items: Sequence[dict[str, Any]]) -> Batch:
-    """Stack items into ``{"image": (B, 3, H, W) float32, "mask": (B, H, W) int64, "path": list}``.
-
-    Plain tensors come out (no tv_tensor subclasses). Raises ``ValueError`` naming the shapes if
-    items differ in size (evaluation items keep their own sizes: use batch size 1 there).
-    """
-    out: Batch = {"path": [item["path"] for item in items]}
-    for key, dtype in (("image", torch.float32), ("mask", torch.int64)):
-        tensors = [item[key].as_subclass(torch.Tensor) for item in items]
-        shapes = {tuple(t.shape) for t in tensors}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"cannot batch {key}s of different shapes {sorted(shapes)} "
-                f"(e.g. {out['path'][0]}); use batch size 1 for full-size evaluation"
-            )
-        out[key] = torch.stack(tensors).to(dtype)
-    return out
+__all__ = ["SegmentationDataModule"]
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -135,19 +43,22 @@ class SegmentationDataModule(L.LightningDataModule):
     Training items go through :func:`~sdnseg.data.transforms.train_transforms` (fixed
     ``crop_size``), validation/test items through
     :func:`~sdnseg.data.transforms.eval_transforms`: resized images, masks at the original size.
-    Batches follow :func:`collate_segmentation`.
+    Batches follow :func:`~sdnseg.data.collate_segmentation`. What depends on the dataset
+    (classes, palette, ignore index, default crop, evaluation batching) comes from its class's
+    :class:`~sdnseg.data.DatasetInfo`; the dataset is built with the options its class declares.
 
     Args:
         name: ``synthetic``, ``camvid``, ``cityscapes``, ``ade20k`` or ``folder``.
         root: dataset root (unused for synthetic).
         batch_size: training batch size.
         num_workers: DataLoader workers.
-        crop_size: training crop (h, w); default the synthetic image size, else (512, 512).
+        crop_size: training crop (h, w); default the dataset's (the whole synthetic image, else
+            (512, 512)).
         base_size: base (H, W) of the training ratio resize and of the evaluation resize; None
             uses each image's own size.
         train_split, val_split: split names; ``test_split`` None reuses ``val_split``.
-        val_batch_size: evaluation batch size; default 1, or ``batch_size`` for synthetic data
-            (every image the same size).
+        val_batch_size: evaluation batch size; default 1, or ``batch_size`` where every image
+            has the same size (synthetic data).
         mean, std: normalisation on 0..255.
         ratio_range, cat_max_ratio: see :func:`~sdnseg.data.transforms.train_transforms`.
         classes: class names for ``folder`` (else read from the root).
@@ -183,68 +94,75 @@ class SegmentationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-        if name != "synthetic" and root is None:
+        self.dataset_class = dataset_class(name)
+        if self.dataset_class.needs_root and root is None:
             raise ValueError(f"dataset {name!r} needs root=")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.name, self.root = name, root
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
-        if crop_size is None:
-            crop_size = (synthetic_size, synthetic_size) if name == "synthetic" else (512, 512)
-        self.crop_size = tuple(crop_size)
+        self._crop_size = tuple(crop_size) if crop_size is not None else None
         self.base_size = tuple(base_size) if base_size is not None else None
         self.train_split, self.val_split = train_split, val_split
         self.test_split = test_split if test_split is not None else val_split
-        if val_batch_size is None:
-            val_batch_size = batch_size if name == "synthetic" else 1
-        self.val_batch_size = val_batch_size
+        self._val_batch_size = val_batch_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.ratio_range, self.cat_max_ratio = tuple(ratio_range), cat_max_ratio
-        self.classes_arg = tuple(classes) if classes is not None else None
-        self.synthetic = {
+        # Every dataset option these arguments can give, by the dataset's own option names; the
+        # dataset class takes those it declares (``num_images`` is per split, see _options).
+        self._offered: dict[str, Any] = {
+            "classes": tuple(classes) if classes is not None else None,
             "size": synthetic_size,
             "num_classes": synthetic_num_classes,
             "seed": seed,
         }
-        self.synthetic_num = {"train": synthetic_num_train, "val": synthetic_num_val}
+        self._num_images = {"train": synthetic_num_train, "eval": synthetic_num_val}
         self.seed = seed
         self.datasets: dict[str, Dataset] = {}
         self._sampler: ResumableRandomSampler | None = None
         self._pending_state: dict[str, int] | None = None
         self._consumed_batches: tuple[int, int] | None = None  # (epoch, batches), mark_consumed
 
-    # --- class metadata (available before setup) -------------------------------------------
+    # --- dataset description (available before setup) --------------------------------------
 
-    def _metadata(self) -> tuple[tuple[str, ...], list[tuple[int, int, int]]]:
-        for dataset in self.datasets.values():
-            return dataset.classes, dataset.palette  # type: ignore[attr-defined]
-        if self.name == "synthetic":
-            probe = SyntheticShapes(1, 16, self.synthetic["num_classes"])
-            return probe.classes, probe.palette
-        if self.name == "folder":
-            if self.classes_arg is not None:
-                return self.classes_arg, default_palette(len(self.classes_arg))
-            return SegmentationFolder.read_classes(self.root)  # type: ignore[arg-type]
-        table = {"camvid": CamVid, "cityscapes": Cityscapes, "ade20k": ADE20K}[self.name]
-        return table.CLASSES, list(table.PALETTE)
+    def _options(self, train: bool) -> dict[str, Any]:
+        """The dataset options given (not None) that the dataset class declares."""
+        offered = {**self._offered, "num_images": self._num_images["train" if train else "eval"]}
+        declared = self.dataset_class.options
+        return {k: v for k, v in offered.items() if k in declared and v is not None}
+
+    @cached_property
+    def info(self) -> DatasetInfo:
+        """The dataset's :class:`~sdnseg.data.DatasetInfo` (may read a class file, no items)."""
+        return self.dataset_class.info(self.root, **self._options(train=False))
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self._metadata()[0])
+        return self.info.classes
 
     @property
     def palette(self) -> list[tuple[int, int, int]]:
-        return list(self._metadata()[1])
+        return list(self.info.palette)
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        return self.info.num_classes
 
     @property
     def ignore_index(self) -> int:
-        return IGNORE_INDEX
+        return self.info.ignore_index
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """The training crop: as given, else the dataset's default."""
+        return self._crop_size if self._crop_size is not None else self.info.crop_size
+
+    @property
+    def val_batch_size(self) -> int:
+        """As given, else ``batch_size`` where all images share one size, else 1."""
+        if self._val_batch_size is not None:
+            return self._val_batch_size
+        return self.batch_size if self.info.uniform_size else 1
 
     # --- datasets ---------------------------------------------------------------------------
 
@@ -257,19 +175,14 @@ class SegmentationDataModule(L.LightningDataModule):
                 self.std,
                 ratio_range=self.ratio_range,
                 cat_max_ratio=self.cat_max_ratio,
+                ignore_index=self.ignore_index,
             )
             if train
             else eval_transforms(self.base_size, self.mean, self.std)
         )
-        if self.name == "synthetic":
-            num = self.synthetic_num["train" if train else "val"]
-            return build_dataset(
-                "synthetic", None, split, num_images=num, transforms=transforms, **self.synthetic
-            )
-        kwargs: dict[str, Any] = {"transforms": transforms}
-        if self.name == "folder" and self.classes_arg is not None:
-            kwargs["classes"] = self.classes_arg
-        return build_dataset(self.name, self.root, split, **kwargs)
+        return self.dataset_class.build(
+            self.root, split, transforms=transforms, **self._options(train)
+        )
 
     def raw_dataset(self, split: str) -> Dataset:
         """A split's items as stored (full-size uint8 image, label mask), for figures and checks."""

@@ -1,7 +1,8 @@
-"""Resumable sampler, collate and SegmentationDataModule (including a Lightning resume)."""
+"""Resumable sampler and SegmentationDataModule (including a Lightning resume)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import lightning as L
@@ -9,14 +10,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import BatchSampler
-from torchvision import tv_tensors
 
-from sdnseg.data import (
-    ResumableRandomSampler,
-    SegmentationDataModule,
-    SyntheticShapes,
-    collate_segmentation,
-)
+from sdnseg.data import DATASETS, DatasetInfo, SyntheticShapes
+from sdnseg.engine.datamodule import SegmentationDataModule
+from sdnseg.engine.sampler import ResumableRandomSampler
+from tests.data.layouts import write_folder
 
 # --- sampler -----------------------------------------------------------------------------------
 
@@ -62,28 +60,6 @@ def test_sampler_resume_state_applies_to_its_epoch_only() -> None:
         sampler.load_state_dict({"epoch": 0, "consumed": 11})
 
 
-# --- collate -----------------------------------------------------------------------------------
-
-
-def test_collate_contract() -> None:
-    items = [
-        {
-            "image": tv_tensors.Image(torch.rand(3, 4, 5)),
-            "mask": tv_tensors.Mask(torch.zeros(4, 5, dtype=torch.int64)),
-            "path": f"p{i}",
-        }
-        for i in range(2)
-    ]
-    batch = collate_segmentation(items)
-    assert type(batch["image"]) is torch.Tensor and batch["image"].shape == (2, 3, 4, 5)
-    assert batch["image"].dtype == torch.float32
-    assert type(batch["mask"]) is torch.Tensor and batch["mask"].dtype == torch.int64
-    assert batch["mask"].shape == (2, 4, 5) and batch["path"] == ["p0", "p1"]
-    items[1]["mask"] = tv_tensors.Mask(torch.zeros(6, 5, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"masks of different shapes .*batch size 1"):
-        collate_segmentation(items)
-
-
 # --- data module -------------------------------------------------------------------------------
 
 
@@ -117,7 +93,8 @@ def test_synthetic_batches_and_metadata() -> None:
     assert len(dm.test_dataloader()) == 2  # test_split defaults to val_split
 
 
-def test_folder_module_evaluates_full_size(folder_root: Path) -> None:
+def test_folder_module_evaluates_full_size(tmp_path: Path) -> None:
+    folder_root = write_folder(tmp_path / "folder")
     dm = SegmentationDataModule("folder", folder_root, batch_size=2, crop_size=(16, 16))
     assert dm.classes == ("background", "road", "car") and dm.num_classes == 3
     train = next(iter(dm.train_dataloader()))
@@ -212,3 +189,21 @@ def test_lightning_resume_with_shortened_epochs(tmp_path: Path) -> None:
     assert len(full) == 6
     (ckpt,) = (tmp_path / "full" / "ckpt").glob("*step=3.ckpt")  # end of the shortened epoch 0
     assert _fit(tmp_path / "resume", ckpt, limit_train_batches=3) == full[3:]
+
+
+def test_module_asks_the_dataset_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class added to DATASETS works without the module knowing its name."""
+
+    class Tiles(SyntheticShapes):
+        options = ("num_images", "size")
+
+        @classmethod
+        def info(cls, root=None, **options) -> DatasetInfo:
+            described = super().info(root, **options)
+            return dataclasses.replace(described, crop_size=(16, 16), uniform_size=False)
+
+    monkeypatch.setitem(DATASETS, "tiles", Tiles)
+    dm = SegmentationDataModule("tiles", batch_size=2, synthetic_size=24, synthetic_num_val=3)
+    assert dm.crop_size == (16, 16) and dm.val_batch_size == 1 and dm.num_classes == 6
+    assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 16, 16)
+    assert [b["image"].shape for b in dm.val_dataloader()] == [(1, 3, 24, 24)] * 3
