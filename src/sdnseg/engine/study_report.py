@@ -253,7 +253,7 @@ def plots(study: Study, summary: dict, results: list[dict]) -> list[Path]:
 def qualitative(study: Study, results: list[dict], dm: SegmentationDataModule) -> list[Path]:
     """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
     error maps, on fixed test images (chosen in the study file, not by outcome), single scale."""
-    from sdnseg.engine.checkpoint import load_model
+    from sdnseg.inference import load_model
     from sdnseg.viz.segmentation import comparison_figure
 
     spec = study.qualitative

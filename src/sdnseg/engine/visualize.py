@@ -88,7 +88,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdnseg.engine.checkpoint import load_model
+    from sdnseg.inference import load_model
     from sdnseg.viz import sdn_features as viz
 
     points = parse_points(args.points) if args.points is not None else None
