@@ -4,7 +4,7 @@ import importlib
 _LAZY = {"create_model": "sdnseg.models"}
 _LAZY["export_onnx"] = "sdnseg.export"
 _LAZY["verify_onnx"] = "sdnseg.export"
-_LAZY["load_model"] = "sdnseg.engine.checkpoint"
+_LAZY["load_model"] = "sdnseg.inference"
 
 
 def __getattr__(name: str):

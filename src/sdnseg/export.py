@@ -280,7 +280,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         if args.ckpt_path:
-            from sdnseg.engine.checkpoint import load_model
+            from sdnseg.inference import load_model
 
             model = load_model(args.ckpt_path).net
         else:

@@ -133,7 +133,7 @@ def test_validation_scores_full_resolution_masks(tmp_path):
     expected |= {f"val/BF@{t}px{s}" for t in (1, 3) for s in ("", "_skip")}
     assert expected <= set(metrics)
     assert 0 <= metrics["val/mIoU"] <= 1 and math.isfinite(metrics["val/loss"])
-    assert module.num_classes == 6 and module.data_info["base_size"] == [16, 16]
+    assert module.num_classes == 6 and module.data_info.base_size == (16, 16)
 
 
 def test_slide_mode_matches_whole_when_the_window_covers_the_image(tmp_path):

@@ -21,7 +21,7 @@ def _write_checkpoint(path: Path, arch: str, overrides: dict) -> Path:
     # metadata, written by the module itself; an untrained net suffices to draw the figures.
     torch.manual_seed(0)
     module = SegmentationModule(arch=arch, num_classes=3, model_overrides=overrides)
-    torch.save({"state_dict": module.state_dict(), "sdnseg": module.metadata()}, path)
+    torch.save({"state_dict": module.state_dict(), "sdnseg": module.metadata().to_dict()}, path)
     return path
 
 

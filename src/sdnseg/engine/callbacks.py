@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback, RichProg
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
-from sdnseg.engine.predictor import colorize
+from sdnseg.viz.palette import colorize
 from sdnseg.viz.segmentation import error_map
 
 __all__ = ["EpochProgressBar", "LastCheckpoint", "PredictionWriter", "last_epoch", "overlay"]
@@ -157,8 +157,8 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         folder = self.folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = pl_module.metadata()
-        palette, ignore_index = meta["palette"], meta["ignore_index"]
+        data = pl_module.metadata().data
+        palette, ignore_index = data.palette, data.ignore_index
         for index, path in enumerate(prediction["path"]):
             labels = prediction["labels"][index].numpy()
             colors = colorize(labels, palette)

@@ -47,11 +47,12 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from sdnseg.engine.callbacks import EpochProgressBar, LastCheckpoint, PredictionWriter
-from sdnseg.engine.checkpoint import AtomicCheckpointIO, read_metadata
+from sdnseg.engine.checkpoint_io import AtomicCheckpointIO
 from sdnseg.engine.datamodule import SegmentationDataModule
-from sdnseg.engine.images import ImageFiles, list_images, predict_loader
 from sdnseg.engine.module import SegmentationModule
-from sdnseg.engine.postprocess import require_crf
+from sdnseg.inference.checkpoint import read_checkpoint
+from sdnseg.inference.images import ImageFiles, list_images, predict_loader
+from sdnseg.inference.postprocess import require_crf
 
 __all__ = ["COMMANDS", "SegmentationCLI", "main"]
 
@@ -203,13 +204,7 @@ class SegmentationCLI(LightningCLI):
         path = config.get("ckpt_path")
         if not path or path in _LIGHTNING_CKPT_ALIASES:
             return
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as err:  # any unreadable file: say which and why
-            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
-        read_metadata(checkpoint, path)
+        checkpoint, _ = read_checkpoint(path, mmap=True)
         hparams = checkpoint.get("hyper_parameters") or {}
         for key in FROM_CHECKPOINT:
             if config.model.get(key) is None and hparams.get(key) is not None:
@@ -286,13 +281,12 @@ class SegmentationCLI(LightningCLI):
     ) -> None:
         """Label ``--predict_path`` and write PNGs (see :class:`PredictionWriter`)."""
         config = self.config[self.subcommand]
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        meta = read_metadata(checkpoint, ckpt_path)
+        data = read_checkpoint(ckpt_path, mmap=True)[1].data
         dataset = ImageFiles(
             list_images(config.predict_path),
-            base_size=meta.get("base_size"),
-            mean=meta["mean"],
-            std=meta["std"],
+            base_size=data.base_size,
+            mean=data.mean,
+            std=data.std,
             masks=config.show_errors,
             mask_dir=config.mask_dir,
         )

@@ -10,14 +10,15 @@ or given from Python; it knows nothing of losses, optimisers or data. This modul
   per-iteration poly decay to ``min_lr``; lr/weight decay 0.01/5e-4 for FCN and Semantic FPN,
   0.001/0 for Segmenter unless given; AdamW and linear warm-up as options;
 - evaluation on full-resolution masks: the prediction for the resized image is brought back to
-  the mask's size (:func:`~sdnseg.engine.predictor.probabilities`), in ``whole`` or ``slide``
+  the mask's size (:func:`~sdnseg.inference.probabilities`), in ``whole`` or ``slide``
   mode; ``test`` adds multi-scale + flip and/or DenseCRF and reports every variant beside the
   single-scale one (``test/mIoU``, ``test/mIoU_ms``, ``test/mIoU_crf``...);
 - mIoU/mAcc/aAcc and boundary F at 1 px and 3 px under both absent-boundary conventions
   (``BF@1px`` counts a class absent from both maps as F=1, ``BF@1px_skip`` leaves it out);
-- self-describing checkpoints (model configuration, classes, palette, normalisation, test size;
-  see :mod:`sdnseg.engine.checkpoint`) and an exact resume: the random generators' states are
-  saved and restored just before the first resumed batch is drawn.
+- self-describing checkpoints (a :class:`~sdnseg.inference.CheckpointRecord`: model
+  configuration, classes, palette, normalisation, test size) and an exact resume: the random
+  generators' states are saved and restored just before the first resumed batch is drawn
+  (:mod:`sdnseg.engine.checkpoint_io`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
-from sdnseg.engine import checkpoint as ckpt
-from sdnseg.engine.postprocess import POSTPROCESSORS, postprocess
-from sdnseg.engine.predictor import probabilities
+from sdnseg.engine import checkpoint_io
 from sdnseg.engine.schedules import poly_scheduler
+from sdnseg.inference import checkpoint as ckpt
+from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
+from sdnseg.inference.predictor import probabilities
 from sdnseg.metrics import BoundaryFScore, SegmentationMetrics
 from sdnseg.models import ModelConfig, build_model, get_config, list_models, segmentation_loss
 
@@ -159,14 +161,7 @@ class SegmentationModule(L.LightningModule):
         self.postprocess = postprocess
         # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
         # module used without data.
-        self.data_info: dict[str, Any] = {
-            "classes": None,
-            "palette": None,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "base_size": None,
-            "ignore_index": ignore_index,
-        }
+        self.data_info = ckpt.DataInfo(ignore_index=ignore_index)
         self._rng_to_restore: dict | None = None
 
     # --- the segmentor ----------------------------------------------------------------------
@@ -216,12 +211,12 @@ class SegmentationModule(L.LightningModule):
             )
         if classes is not None:
             palette = getattr(datamodule, "palette", None) or default_palette(len(classes))
-            self.data_info.update(
-                classes=list(classes),
-                palette=[list(colour) for colour in palette],
-                mean=list(getattr(datamodule, "mean", IMAGENET_MEAN)),
-                std=list(getattr(datamodule, "std", IMAGENET_STD)),
-                base_size=_list_or_none(getattr(datamodule, "base_size", None)),
+            self.data_info = ckpt.DataInfo(
+                classes=classes,
+                palette=palette,
+                mean=getattr(datamodule, "mean", IMAGENET_MEAN),
+                std=getattr(datamodule, "std", IMAGENET_STD),
+                base_size=getattr(datamodule, "base_size", None),
                 ignore_index=getattr(datamodule, "ignore_index", self.ignore_index),
             )
 
@@ -311,7 +306,7 @@ class SegmentationModule(L.LightningModule):
 
     def _rgb(self, images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """uint8 RGB images at ``size`` from normalised ones (for the CRF's appearance kernel)."""
-        return denormalize(images, self.data_info["mean"], self.data_info["std"], size)
+        return denormalize(images, self.data_info.mean, self.data_info.std, size)
 
     @staticmethod
     def _update(metrics: nn.ModuleDict, preds: torch.Tensor, masks: torch.Tensor) -> None:
@@ -358,7 +353,7 @@ class SegmentationModule(L.LightningModule):
         self, stage: str, groups: dict[str, nn.ModuleDict], per_class: bool = False
     ) -> None:
         names = self.val_metrics["bf"].names
-        classes = self.data_info["classes"] or [str(i) for i in range(self.num_classes)]
+        classes = self.data_info.classes or [str(i) for i in range(self.num_classes)]
         for suffix, group in groups.items():
             seg = group["seg"].compute()
             bf, bf_skip = group["bf"].compute(), group["bf_skip"].compute()
@@ -385,38 +380,28 @@ class SegmentationModule(L.LightningModule):
 
     # --- checkpoints ------------------------------------------------------------------------
 
-    def metadata(self) -> dict[str, Any]:
-        """What ``checkpoint["sdnseg"]`` holds (:data:`~sdnseg.engine.checkpoint.METADATA_KEYS`)."""
-        info = dict(self.data_info)
-        if info["classes"] is None:
-            info["classes"] = [f"class{i}" for i in range(self.num_classes)]
-        if info["palette"] is None:
-            info["palette"] = [list(c) for c in default_palette(self.num_classes)]
-        return {
-            "format_version": ckpt.FORMAT_VERSION,
-            "arch": self.arch,
-            "model_overrides": dict(self.model_overrides),
-            "model_config": self.model_config.to_dict() if self.model_config else None,
-            "num_classes": self.num_classes,
-            **info,
-            "inference": {
-                "mode": self.eval_mode,
-                "crop_size": _list_or_none(self.eval_crop),
-                "stride": _list_or_none(self.eval_stride),
-            },
-        }
+    def metadata(self) -> ckpt.CheckpointRecord:
+        """This model's checkpoint record (``checkpoint["sdnseg"]`` holds its ``to_dict()``)."""
+        return ckpt.CheckpointRecord(
+            arch=self.arch,
+            model_overrides=dict(self.model_overrides),
+            model_config=self.model_config.to_dict() if self.model_config else None,
+            num_classes=self.num_classes,
+            data=self.data_info.complete(self.num_classes),
+            inference=ckpt.InferenceSettings(self.eval_mode, self.eval_crop, self.eval_stride),
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[ckpt.METADATA_KEY] = self.metadata()
-        checkpoint[ckpt.RNG_KEY] = ckpt.get_rng_state()
+        checkpoint[ckpt.METADATA_KEY] = self.metadata().to_dict()
+        checkpoint[checkpoint_io.RNG_KEY] = checkpoint_io.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = ckpt.read_metadata(checkpoint)
+        record = ckpt.read_record(checkpoint)
         config = self.model_config.to_dict() if self.model_config else None
-        ckpt.check_compatible(meta, self.arch, config, self.num_classes)
-        if self.data_info["classes"] is None:  # no datamodule: the checkpoint's data describes it
-            self.data_info.update({k: meta[k] for k in self.data_info if k in meta})
-        self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
+        checkpoint_io.check_compatible(record, self.arch, config, self.num_classes)
+        if self.data_info.classes is None:  # no datamodule: the checkpoint's data describes it
+            self.data_info = record.data
+        self._rng_to_restore = checkpoint.get(checkpoint_io.RNG_KEY)
         if self._trainer is not None and self.trainer.state.fn != TrainerFn.FITTING:
             # Evaluating: the checkpoint callbacks' state (best score, paths) is of no use, and
             # Lightning would warn about every callback of the training run it cannot match.
@@ -426,9 +411,5 @@ class SegmentationModule(L.LightningModule):
         # Restored here, not at load time: Lightning creates the data-loader iterator in between,
         # which draws from the global generator; the uninterrupted run drew that at epoch start.
         if self._rng_to_restore is not None:
-            ckpt.set_rng_state(self._rng_to_restore)
+            checkpoint_io.set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
-
-
-def _list_or_none(value: Sequence[int] | None) -> list[int] | None:
-    return [int(v) for v in value] if value is not None else None

@@ -77,7 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     from sdnseg.data import read_image
-    from sdnseg.engine.checkpoint import load_model
+    from sdnseg.inference import load_model
     from sdnseg.viz import operator_responses as ops
     from sdnseg.viz import sdn_features
 

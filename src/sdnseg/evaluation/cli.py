@@ -143,7 +143,11 @@ def write_outputs(
             "predictions without ground truth; see evaluation.json."
         )
     page = html_report(
-        result, f"sdnseg evaluate: {args.pred}", figures, _report_images(evaluation, labels, args.images), notes
+        result,
+        f"sdnseg evaluate: {args.pred}",
+        figures,
+        _report_images(evaluation, labels, args.images),
+        notes,
     )
     with atomic_write(paths["html"]) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -231,7 +231,7 @@ def qualitative(study: Study, results: list[dict], dm: SegmentationDataModule) -
     error maps, on fixed test images (chosen in the study file, not by outcome), single scale.
 
     Drawn here rather than in the report because it loads the runs' checkpoints."""
-    from sdnseg.engine import load_model
+    from sdnseg.inference import load_model
     from sdnseg.viz.segmentation import comparison_figure
 
     spec = study.qualitative

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from sdnseg.engine import postprocess as pp
+from sdnseg.inference import postprocess as pp
 
 
 def noisy_two_region_case(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

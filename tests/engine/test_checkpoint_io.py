@@ -1,4 +1,8 @@
-"""Checkpoints: atomic writes, self-description, load_model + predict, clear mismatch errors."""
+"""Checkpoints of fit: atomic writes, self-description, loading back, clear mismatch errors.
+
+Reading checkpoints without a fit (the record's versions, load_model's errors) is
+tests/inference/test_checkpoint.py.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import sdnseg
 from sdnseg.data import SyntheticShapes
 from sdnseg.engine import AtomicCheckpointIO, Predictor, SegmentationModule
-from sdnseg.engine import checkpoint as ckpt
+from sdnseg.engine import checkpoint_io as ckpt
 from sdnseg.engine.datamodule import SegmentationDataModule
+from sdnseg.inference.checkpoint import METADATA_KEY, METADATA_KEYS, CheckpointRecord
 from sdnseg.models import get_config
 
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
@@ -40,8 +44,8 @@ def test_atomic_write_leaves_the_old_file_whole_when_a_write_dies(tmp_path, monk
 
 def test_checkpoint_is_self_describing(trained):
     checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
-    meta = checkpoint[ckpt.METADATA_KEY]
-    assert set(ckpt.METADATA_KEYS) <= set(meta)
+    meta = checkpoint[METADATA_KEY]
+    assert set(METADATA_KEYS) <= set(meta)
     assert meta["arch"] == "fcn_r18d8" and meta["model_overrides"] == TINY
     assert meta["model_config"] == get_config("fcn_r18d8", **TINY).to_dict()
     assert meta["num_classes"] == 6 and meta["classes"] == [f"class{i}" for i in range(6)]
@@ -51,43 +55,16 @@ def test_checkpoint_is_self_describing(trained):
     assert checkpoint["hyper_parameters"]["num_classes"] == 6
     assert checkpoint["SegmentationDataModule"]["sampler"]["epoch"] == 1  # 4 steps of 4/epoch
     assert ckpt.RNG_KEY in checkpoint
+    assert CheckpointRecord.from_dict(meta).to_dict() == meta  # the record reads what fit wrote
 
 
-def test_load_model_predicts_label_maps_at_the_image_size(trained):
+def test_load_model_reads_what_fit_wrote(trained):
     model = sdnseg.load_model(trained / "checkpoints" / "last.ckpt")
     assert isinstance(model, Predictor) and not model.training and model.num_classes == 6
     image, _ = SyntheticShapes(1, (37, 45), 6, split="test").generate(0)  # uint8 (H, W, 3)
     labels = model.predict(image)
     assert labels.shape == (37, 45) and labels.dtype == torch.int64
     assert labels.min() >= 0 and labels.max() < 6
-    chw = torch.from_numpy(image).permute(2, 0, 1)
-    for same in (Image.fromarray(image), chw, chw.permute(1, 2, 0), chw.float()):
-        assert torch.equal(model.predict(same), labels)
-    # The same as the evaluation pipeline by hand: normalise, forward, argmax.
-    mean = torch.tensor(model.mean).view(3, 1, 1)
-    std = torch.tensor(model.std).view(3, 1, 1)
-    with torch.no_grad():
-        logits = model((chw.float() - mean).div(std)[None])
-    assert torch.equal(logits.argmax(1)[0], labels)
-    assert model.predict(image, scales=(0.5, 1.0), flip=True).shape == (37, 45)
-    assert model.colorize(labels).shape == (37, 45, 3)
-
-
-def test_load_model_resizes_to_the_test_base_size_and_back(trained, tmp_path):
-    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
-    checkpoint["sdnseg"]["base_size"] = [16, 16]
-    torch.save(checkpoint, tmp_path / "small.ckpt")
-    model = sdnseg.load_model(tmp_path / "small.ckpt")
-    assert model.preprocess(np.zeros((40, 80, 3), np.uint8)).shape == (1, 3, 8, 16)
-    assert model.predict(np.zeros((40, 80, 3), np.uint8)).shape == (40, 80)
-
-
-def test_load_model_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        sdnseg.load_model(tmp_path / "missing.ckpt")
-    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
-    with pytest.raises(ValueError, match="not an sdnseg checkpoint"):
-        sdnseg.load_model(tmp_path / "plain.ckpt")
 
 
 @pytest.mark.parametrize(
@@ -108,8 +85,9 @@ def test_loading_another_model_is_a_clear_error(trained, tmp_path, arch, overrid
 def test_class_count_mismatch_is_a_clear_error(trained):
     module = SegmentationModule("fcn_r18d8", 11, TINY)
     meta = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["sdnseg"]
+    record = CheckpointRecord.from_dict(meta)
     with pytest.raises(ValueError, match="has 6 classes but this run's has 11"):
-        ckpt.check_compatible(meta, "fcn_r18d8", module.model_config.to_dict(), 11)
+        ckpt.check_compatible(record, "fcn_r18d8", module.model_config.to_dict(), 11)
 
 
 def test_load_from_checkpoint_rebuilds_the_module(trained):

@@ -19,9 +19,10 @@ from torch import nn
 from torchvision import tv_tensors
 
 from sdnseg.data.transforms import eval_transforms
-from sdnseg.engine import postprocess as pp
+from sdnseg.inference import postprocess as pp
+from sdnseg.viz.palette import colorize
 
-__all__ = ["Predictor", "colorize", "probabilities", "to_chw_uint8"]
+__all__ = ["Predictor", "probabilities", "to_chw_uint8"]
 
 
 def to_chw_uint8(image: Any) -> torch.Tensor:
@@ -180,12 +181,5 @@ class Predictor(nn.Module):
         return self.predict_proba(image, scales, flip, postprocess).argmax(dim=0).cpu()
 
     def colorize(self, labels: torch.Tensor) -> np.ndarray:
-        """Palette colours of a label map: uint8 (H, W, 3); see :func:`colorize`."""
+        """Palette colours of a label map: uint8 (H, W, 3) (:func:`sdnseg.viz.palette.colorize`)."""
         return colorize(labels, self.palette)
-
-
-def colorize(labels: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """Palette colours of a label map: uint8 (H, W, 3); labels without a colour are black."""
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    return lut[np.asarray(labels, dtype=np.int64).clip(0, 255)]
