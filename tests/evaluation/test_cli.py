@@ -64,7 +64,8 @@ def test_known_scores_and_the_metric_classes_numbers(folders):
     suite.update(torch.from_numpy(pred).long(), torch.from_numpy(gt).long())
     expected = suite.compute().to_dict()
     assert result["headline"] == pytest.approx(expected["headline"], nan_ok=True)
-    assert result["per_class"] == pytest.approx(expected["per_class"], nan_ok=True)
+    for name, row in expected["per_class"].items():
+        assert result["per_class"][name] == pytest.approx(row, nan_ok=True), name
     assert result["confusion"] == expected["confusion"]
     rows = (out / "per_class.csv").read_text().splitlines()
     assert rows[0].startswith("class,IoU,Acc") and rows[1].startswith("road,0.9")
@@ -114,3 +115,35 @@ def test_bad_input_is_named(folders, capsys):
     (folders / "pred" / "img1_labels.png").write_bytes(b"not a png")
     assert _evaluate(folders)[0] == 1
     assert "img1_labels.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pred_ids", ["train", "dataset"])
+def test_cityscapes_label_ids_and_layouts(tmp_path, pred_ids):
+    # labelIds 7 (road -> 0), 26 (car -> 13), 0 (unlabelled -> ignored), in the gtFine layout;
+    # predictions flat, named as mmsegmentation writes them.
+    gt = np.full((6, 6), 7, np.uint8)
+    gt[2:4, 2:4] = 26
+    gt[0] = 0
+    _write(tmp_path / "gt" / "val" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png", gt)
+    _write(tmp_path / "gt" / "val" / "aachen" / "aachen_000000_000019_gtFine_color.png", gt)
+    pred = np.where(gt == 26, 13, 0) if pred_ids == "train" else np.where(gt == 26, 26, 7)
+    _write(tmp_path / "pred" / "aachen_000000_000019_leftImg8bit.png", pred)
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    args += ["--dataset", "cityscapes", "--pred-ids", pred_ids, "--output", str(tmp_path / "o")]
+    assert main([*args, "--no-progress"]) == 0
+    result = json.loads((tmp_path / "o" / "evaluation.json").read_text())
+    assert result["images"] == 1 and result["headline"]["mIoU"] == pytest.approx(1.0)
+    assert result["per_class"]["car"]["IoU"] == 1.0
+    assert sum(map(sum, result["confusion"])) == 30  # the unlabelled row is not scored
+
+
+def test_ade20k_reduce_zero_label(tmp_path, capsys):
+    gt = np.zeros((4, 4), np.uint8)  # 0 = other: ignored
+    gt[:, 2:] = 3  # class 3 -> train id 2
+    _write(tmp_path / "gt" / "ADE_val_00000001.png", gt)
+    _write(tmp_path / "pred" / "ADE_val_00000001.png", np.full((4, 4), 2))
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    args += ["--dataset", "ade20k", "--output", str(tmp_path / "o"), "--no-progress"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "o" / "evaluation.json").read_text())
+    assert result["per_class"]["sky"]["IoU"] == 1.0 and result["headline"]["aAcc"] == 1.0

@@ -102,12 +102,13 @@ class ADE20K(SegmentationDataset):
         super().__init__(samples, self.CLASSES, self.PALETTE, transforms)
         self.root, self.split = root, split
 
-    def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        bad = (raw < 0) | ((raw > self.num_classes) & (raw != IGNORE_INDEX))
+    @classmethod
+    def encode_mask(cls, raw: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+        bad = (raw < 0) | ((raw > num_classes) & (raw != IGNORE_INDEX))
         if bad.any():
             values = np.unique(raw[bad])[:10].tolist()
             raise ValueError(
-                f"mask {path} has labels {values} outside 0..{self.num_classes} and "
-                f"{IGNORE_INDEX} (ADE20K stores 0 = other, 1..{self.num_classes} = classes)"
+                f"mask {path} has labels {values} outside 0..{num_classes} and "
+                f"{IGNORE_INDEX} (ADE20K stores 0 = other, 1..{num_classes} = classes)"
             )
         return np.where((raw == 0) | (raw == IGNORE_INDEX), IGNORE_INDEX, raw - 1)

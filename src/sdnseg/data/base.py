@@ -193,9 +193,14 @@ class SegmentationDataset(Dataset[Item]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """Map stored label values to train ids; raise ``ValueError`` naming ``path`` if invalid."""
-        check_ids(raw, self.num_classes, path)
+    @classmethod
+    def encode_mask(cls, raw: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+        """Map stored label values to train ids; raise ``ValueError`` naming ``path`` if invalid.
+
+        A class method, so that label files can be encoded without a dataset on disk (e.g. by
+        ``sdnseg evaluate``); ``num_classes`` is the dataset's class count.
+        """
+        check_ids(raw, num_classes, path)
         return raw
 
     def load(self, index: int) -> Item:
@@ -208,7 +213,7 @@ class SegmentationDataset(Dataset[Item]):
                 f"mask {mask_path} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image "
                 f"{image_path} is {image.shape[-1]}x{image.shape[-2]}"
             )
-        mask = self.encode_mask(raw, mask_path)
+        mask = self.encode_mask(raw, mask_path, self.num_classes)
         return {
             "image": image,
             "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64))),

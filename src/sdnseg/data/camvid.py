@@ -72,7 +72,8 @@ class CamVid(SegmentationDataset):
         super().__init__(samples, self.CLASSES, self.PALETTE, transforms)
         self.root, self.split = root, split
 
-    def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        raw = np.where(raw == self.VOID_LABEL, IGNORE_INDEX, raw)
-        check_ids(raw, self.num_classes, path)
+    @classmethod
+    def encode_mask(cls, raw: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+        raw = np.where(raw == cls.VOID_LABEL, IGNORE_INDEX, raw)
+        check_ids(raw, num_classes, path)
         return raw

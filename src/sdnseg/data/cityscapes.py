@@ -123,10 +123,11 @@ class Cityscapes(SegmentationDataset):
                 out[f"{path.parent.name}/{path.name[: -len(suffix)]}"] = path
         return out
 
-    def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        if path.name.endswith(self.TRAIN_ID_SUFFIX):
-            check_ids(raw, self.num_classes, path)
+    @classmethod
+    def encode_mask(cls, raw: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+        if path.name.endswith(cls.TRAIN_ID_SUFFIX):
+            check_ids(raw, num_classes, path)
             return raw
         if raw.min() < 0 or raw.max() > 255:
             raise ValueError(f"mask {path} has label ids outside 0..255: {raw.min()}..{raw.max()}")
-        return self.LABEL_ID_TO_TRAIN_ID[raw]
+        return cls.LABEL_ID_TO_TRAIN_ID[raw]

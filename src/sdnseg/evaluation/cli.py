@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=True)
     try:
         labels = label_conventions(
-            args.dataset, args.gt, args.num_classes, args.ignore_index, args.classes, args.pred_ids
+            args.dataset, args.num_classes, args.ignore_index, args.classes, args.pred_ids
         )
         suite = MetricSuite(
             labels.num_classes,
