@@ -15,22 +15,15 @@ boundary error), each atomically, and prints the headline scores.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from sdnseg.evaluation.evaluate import Evaluation, evaluate_folders
 from sdnseg.evaluation.labels import DATASET_CHOICES, LabelConventions, label_conventions
-from sdnseg.evaluation.report import ReportImage, html_report
-from sdnseg.io import atomic_write
+from sdnseg.evaluation.outputs import write_evaluation
 from sdnseg.metrics import MetricSuite
 
-__all__ = ["main", "parse_args", "write_outputs"]
+__all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -64,97 +57,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _find_image(folder: Path | None, key: str) -> Path | None:
-    if folder is None:
-        return None
-    for suffix in (".png", ".jpg", ".jpeg"):
-        for name in (key, f"{key}_leftImg8bit"):
-            found = list(folder.rglob(name + suffix))
-            if found:
-                return found[0]
-    return None
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _report_images(evaluation: Evaluation, labels: LabelConventions, images: Path | None):
-    from sdnseg.data import read_image
-    from sdnseg.viz.segmentation import error_panel
-
-    out = []
-    for item in evaluation.worst:
-        path = _find_image(images, item.key)
-        rgb = None
-        if path is not None:
-            rgb = read_image(path).permute(1, 2, 0).numpy()
-            if rgb.shape[:2] != item.target.shape:
-                rgb = None  # a resized copy of the image: show the labels alone
-        panel = error_panel(item.pred, item.target, labels.palette, labels.ignore_index, rgb)
-        caption = f"{item.key}: mBIoU {100 * item.boundary_iou:.1f}% ({item.prediction.name})"
-        out.append(ReportImage(caption, _png(panel)))
-    return out
-
-
-def write_outputs(
-    evaluation: Evaluation, labels: LabelConventions, args: argparse.Namespace
-) -> dict[str, Path]:
-    """The JSON, the per-class CSV and the HTML report under ``args.output``."""
-    from sdnseg.viz.metric_figures import confusion_figure, figure_png, trimap_figure
-
-    result = evaluation.result
-    paths = {kind: args.output / name for kind, name in _OUTPUTS.items()}
-    payload = {
-        "prediction_dir": str(args.pred),
-        "ground_truth_dir": str(args.gt),
-        "dataset": args.dataset,
-        "conventions": labels.description,
-        **evaluation.to_dict(),
-    }
-    with atomic_write(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    columns = list(next(iter(result.per_class.values())))
-    with atomic_write(paths["csv"]) as tmp, open(tmp, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["class", *columns])
-        for name, row in result.per_class.items():
-            writer.writerow([name, *(f"{row[c]:.6f}" for c in columns)])
-    figures = {
-        "Trimap IoU": figure_png(trimap_figure({args.pred.name or "prediction": result.trimap})),
-        "Confusion matrix (rows: ground truth)": figure_png(
-            confusion_figure(result.confusion, labels.classes)
-        ),
-    }
-    skipped = len(evaluation.pairs.missing_predictions) + len(evaluation.pairs.missing_ground_truth)
+def _notes(evaluation: Evaluation, labels: LabelConventions, args: argparse.Namespace) -> list:
+    pairs = evaluation.pairs
     notes = [
-        f"{len(evaluation.pairs.pairs)} images of {args.pred} against {args.gt} ({args.dataset}: "
-        f"{labels.description}).",
-        "Boundary F: BF@t counts an image where a class is absent from both maps as F = 1 "
-        "(GSCNN/SegFix); BF@t_skip leaves it out (SegNet). Boundary IoU band "
-        f"{args.biou_dilation:g} ({'pixels' if args.biou_dilation >= 1 else 'of the diagonal'}).",
+        f"{len(pairs.pairs)} images of {args.pred} against {args.gt} ({args.dataset}: "
+        f"{labels.description}). Boundary IoU band {args.biou_dilation:g} "
+        f"({'pixels' if args.biou_dilation >= 1 else 'of the image diagonal'})."
     ]
-    if skipped:
+    if pairs.missing_predictions or pairs.missing_ground_truth:
         notes.append(
-            f"Skipped (--allow-missing): {len(evaluation.pairs.missing_predictions)} ground "
-            f"truth without prediction, {len(evaluation.pairs.missing_ground_truth)} "
-            "predictions without ground truth; see evaluation.json."
+            f"Skipped (--allow-missing): {len(pairs.missing_predictions)} ground truth without "
+            f"prediction, {len(pairs.missing_ground_truth)} predictions without ground truth; "
+            "see evaluation.json."
         )
-    page = html_report(
-        result,
-        f"sdnseg evaluate: {args.pred}",
-        figures,
-        _report_images(evaluation, labels, args.images),
-        notes,
-    )
-    with atomic_write(paths["html"]) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return paths
-
-
-_OUTPUTS = {"json": "evaluation.json", "csv": "per_class.csv", "html": "report.html"}
+    return notes
 
 
 def main(argv: list[str]) -> int:
@@ -192,7 +108,26 @@ def main(argv: list[str]) -> int:
                 args.top_k,
                 progress,
             )
-        paths = write_outputs(evaluation, labels, args)
+        meta = {
+            "prediction_dir": str(args.pred),
+            "ground_truth_dir": str(args.gt),
+            "dataset": args.dataset,
+            "conventions": labels.description,
+            "images": len(evaluation.pairs.pairs),
+            "skipped": evaluation.skipped(),
+        }
+        paths = write_evaluation(
+            args.output,
+            evaluation.result,
+            labels.classes,
+            labels.palette,
+            f"sdnseg evaluate: {args.pred}",
+            meta,
+            _notes(evaluation, labels, args),
+            evaluation.worst,
+            labels.ignore_index,
+            args.images,
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -14,7 +14,6 @@ neither a class nor ignored. A file missing on one side is an error too unless
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ import numpy as np
 import torch
 
 from sdnseg.data import read_mask
-from sdnseg.evaluation.files import FilePairs, pair_files
+from sdnseg.evaluation.files import FilePairs, file_key, pair_files
 from sdnseg.metrics import MetricSuite, SuiteResult
 from sdnseg.metrics.bands import boundary_iou_counts
 
-__all__ = ["Evaluation", "WorstImage", "evaluate_folders", "score_pairs"]
+__all__ = ["Evaluation", "WorstImage", "WorstImages", "evaluate_folders", "score_pairs"]
 
 Encode = Callable[[np.ndarray, Path], np.ndarray]
 
@@ -37,11 +36,50 @@ class WorstImage:
     """One of the images with the largest boundary error."""
 
     key: str
-    prediction: Path
-    ground_truth: Path
+    prediction: Path | None
+    ground_truth: Path | None
     boundary_iou: float
     pred: np.ndarray = field(repr=False)
     target: np.ndarray = field(repr=False)
+
+
+class WorstImages:
+    """The ``k`` images of lowest per-image mean Boundary IoU seen so far, with their label maps.
+
+    Args:
+        k: how many to keep (0: none, and :meth:`add` costs nothing).
+        num_classes, dilation, ignore_index: as the :class:`~sdnseg.metrics.BoundaryIoU` scored.
+    """
+
+    def __init__(self, k: int, num_classes: int, dilation: float, ignore_index: int | None) -> None:
+        self.k, self.num_classes = k, num_classes
+        self.dilation, self.ignore_index = dilation, ignore_index
+        self._heap: list[tuple[float, int, WorstImage]] = []
+        self._seen = 0
+
+    def add(self, key: str, pred: np.ndarray, target: np.ndarray, **paths: Path) -> None:
+        """Score one image (H, W) and keep it if it is among the k worst."""
+        if self.k <= 0:
+            return
+        index, self._seen = self._seen, self._seen + 1
+        p, t = torch.from_numpy(pred)[None], torch.from_numpy(target)[None]
+        inter, union = boundary_iou_counts(p, t, self.num_classes, self.dilation, self.ignore_index)
+        valid = union > 0
+        if not valid.any():
+            return  # no band in either map: no boundary to be wrong about
+        score = float((inter[valid] / union[valid]).mean())
+        item = WorstImage(
+            key, paths.get("prediction"), paths.get("ground_truth"), score, pred, target
+        )
+        # Keyed by the negated score, the heap's top is the best image kept so far: popping it
+        # keeps the k lowest.
+        heapq.heappush(self._heap, (-score, -index, item))
+        if len(self._heap) > self.k:
+            heapq.heappop(self._heap)
+
+    def items(self) -> list[WorstImage]:
+        """Worst (lowest score) first; ties in the order seen."""
+        return [item for _, _, item in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
 
 
 @dataclass
@@ -52,20 +90,11 @@ class Evaluation:
     pairs: FilePairs
     worst: list[WorstImage]
 
-    def to_dict(self) -> dict:
+    def skipped(self) -> dict[str, list[str]]:
+        """The unmatched files (``allow_missing``), by side."""
         return {
-            **self.result.to_dict(),
-            "images": len(self.pairs.pairs),
-            "skipped": {
-                "ground_truth_without_prediction": [str(p) for p in self.pairs.missing_predictions],
-                "prediction_without_ground_truth": [
-                    str(p) for p in self.pairs.missing_ground_truth
-                ],
-            },
-            "worst_boundary_iou": [
-                {"key": w.key, "prediction": str(w.prediction), "mBIoU": w.boundary_iou}
-                for w in self.worst
-            ],
+            "ground_truth_without_prediction": [str(p) for p in self.pairs.missing_predictions],
+            "prediction_without_ground_truth": [str(p) for p in self.pairs.missing_ground_truth],
         }
 
 
@@ -97,9 +126,8 @@ def score_pairs(
         progress: called once per pair.
     """
     num_classes = suite.seg.num_classes
-    ignore = suite.seg.ignore_index
-    heap: list[tuple[float, int, WorstImage]] = []
-    for index, (pred_path, gt_path) in enumerate(pairs):
+    worst = WorstImages(top_k, num_classes, suite.biou.dilation, suite.seg.ignore_index)
+    for pred_path, gt_path in pairs:
         target = encode_gt(read_mask(gt_path), gt_path)
         pred = read_mask(pred_path)
         if encode_pred is not None:
@@ -110,23 +138,11 @@ def score_pairs(
                 f"truth {gt_path} is {target.shape[1]}x{target.shape[0]}"
             )
         _check_prediction(pred, num_classes, pred_path)
-        p, t = torch.from_numpy(pred)[None], torch.from_numpy(target)[None]
-        suite.update(p, t)
-        if top_k > 0:
-            inter, union = boundary_iou_counts(p, t, num_classes, suite.biou.dilation, ignore)
-            valid = union > 0
-            score = float((inter[valid] / union[valid]).mean()) if valid.any() else math.nan
-            item = WorstImage(gt_path.stem, pred_path, gt_path, score, pred, target)
-            # Keyed by the negated score, the heap's top is the best image kept so far: popping it
-            # keeps the k lowest. An image without any band (NaN) is never among them.
-            if not math.isnan(score):
-                heapq.heappush(heap, (-score, -index, item))
-                if len(heap) > top_k:
-                    heapq.heappop(heap)
+        suite.update(torch.from_numpy(pred)[None], torch.from_numpy(target)[None])
+        worst.add(file_key(gt_path), pred, target, prediction=pred_path, ground_truth=gt_path)
         if progress is not None:
             progress()
-    # Worst (lowest score) first; ties in file order.
-    return [item for _, _, item in sorted(heap, key=lambda e: (-e[0], -e[1]))]
+    return worst.items()
 
 
 def evaluate_folders(
