@@ -18,10 +18,11 @@ How each number is taken (all recorded in the JSON too):
   work is counted for no model (norms, activations, resizes, softmax, and the SDC's differences and
   similarity, ``O(N·H·W·(kh·kw−1)·(Ci + Cf))``).
 * Latency: median and minimum wall time of a few forwards after warm-up runs, eval,
-  ``torch.no_grad``, ``torch.set_num_threads(2)``, library defaults (the SDC may ``torch.compile``
-  its kernels on its first large input; that time falls in the warm-up). The models of a pair take
-  turns in every round, so that the bursts of a shared machine hit them alike; the load average is
-  recorded.
+  ``torch.no_grad``, ``torch.set_num_threads(2)``, the SDC's kernels ``torch.compile``'d
+  (``--compile``, the default: the committed results were made when the library compiled them on
+  its own for large inputs; ``--no-compile`` for eager; compile time falls in the warm-up). The
+  models of a pair take turns in every round, so that the bursts of a shared machine hit them
+  alike; the load average is recorded.
 * Peak memory: the largest total size of the tensors the forward pass allocates that are alive at
   the same time (activations and temporaries), tracked by a ``TorchDispatchMode`` that counts each
   new storage until it is freed. Weights are not included (params × 4 bytes), nor allocator caching,
@@ -52,8 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, write_results  # noqa: E402
 from sdnseg.models import create_model  # noqa: E402
-from sdnseg.nn import _autograd  # noqa: E402
-from sdnseg.nn.functional import semantic_difference_conv2d  # noqa: E402
+from sdnseg.nn.functional import sdc_backend, semantic_difference_conv2d  # noqa: E402
 
 NUM_CLASSES = 19
 SIZES = ((512, 512), (360, 480))
@@ -108,15 +108,9 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-@contextlib.contextmanager
-def eager_sdc() -> Iterator[None]:
+def eager_sdc() -> contextlib.AbstractContextManager[None]:
     """The SDC's eager kernels: dispatch modes and torch.compile do not mix."""
-    previous = getattr(_autograd, "_COMPILE", None)
-    _autograd._COMPILE = "0"
-    try:
-        yield
-    finally:
-        _autograd._COMPILE = previous
+    return sdc_backend(compile=False)
 
 
 def sdc_check() -> list[dict]:
@@ -304,6 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print markdown, write nothing")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="torch.compile the SDC's kernels for the latency runs (see the docstring)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     pairs = [p for p in PAIRS if not args.models or p[1] in args.models]
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [tuple(int(s) for s in size.split("x")) for size in args.sizes]
     start = time.perf_counter()
     payload = {
-        "environment": {**environment(), "SDNSEG_COMPILE": os.environ.get("SDNSEG_COMPILE")},
+        "environment": {**environment(), "sdc_compile": args.compile},
         "num_classes": NUM_CLASSES,
         "batch": 1,
         "sizes": [f"{h}x{w}" for h, w in sizes],
@@ -322,18 +322,19 @@ def main(argv: list[str] | None = None) -> None:
         "load_average": {"start": os.getloadavg()[0]},
         "method": __doc__,
     }
-    payload["results"] = [
-        row
-        for label, base, full_width in pairs
-        for row in run_pair(
-            label,
-            base,
-            full_width,
-            sizes,
-            args.repeats_paper if base in PAPER_SCALE else args.repeats,
-            args.warmup,
-        )
-    ]
+    with sdc_backend(compile=args.compile):
+        payload["results"] = [
+            row
+            for label, base, full_width in pairs
+            for row in run_pair(
+                label,
+                base,
+                full_width,
+                sizes,
+                args.repeats_paper if base in PAPER_SCALE else args.repeats,
+                args.warmup,
+            )
+        ]
     payload["load_average"]["end"] = os.getloadavg()[0]
     payload["total_s"] = round(time.perf_counter() - start, 1)
     text = markdown(payload)

@@ -20,7 +20,8 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
 
 ``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The
 first call of each kernel configuration compiles and autotunes (seconds); warm-up absorbs it.
-``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning.
+``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning. ``--no-compile`` times the PyTorch path eager
+(``torch.compile`` of its kernels is on by default here, opt-in in the library).
 """
 
 from __future__ import annotations
@@ -73,46 +74,7 @@ CHECK_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-
 
 
 # ----------------------------------------------------------------------------------------------
-# float64 reference (pad + slice + inside mask, a loop over offsets; independent of sdnseg)
-
-
-def offsets_of(kernel_size: tuple[int, int], dilation: int) -> list[tuple[int, int]]:
-    kh, kw = kernel_size
-    return [
-        ((i - kh // 2) * dilation, (j - kw // 2) * dilation)
-        for i in range(kh)
-        for j in range(kw)
-        if (i, j) != (kh // 2, kw // 2)
-    ]
-
-
-def shifted_and_inside(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x[..., m + (dy, dx)]`` (zero outside) and the (H, W) inside mask of the neighbour."""
-    h, w = x.shape[-2:]
-    r = max(abs(dy), abs(dx))
-    xp = F.pad(x, (r, r, r, r))
-    ones = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), (r, r, r, r))
-    window = (..., slice(r + dy, r + dy + h), slice(r + dx, r + dx + w))
-    return xp[window], ones[window][0, 0]
-
-
-def reference_d2(v: torch.Tensor, offsets) -> torch.Tensor:
-    out = []
-    for dy, dx in offsets:
-        shifted, inside = shifted_and_inside(v, dy, dx)
-        out.append((shifted - v).square().mean(1) * inside)
-    return torch.stack(out, 1)
-
-
-def reference_dc(u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets) -> torch.Tensor:
-    kh, kw = weight.shape[2:]
-    taps = [(i, j) for i in range(kh) for j in range(kw) if (i, j) != (kh // 2, kw // 2)]
-    y = 0
-    for k, ((dy, dx), (i, j)) in enumerate(zip(offsets, taps, strict=True)):
-        shifted, inside = shifted_and_inside(u, dy, dx)
-        d = (shifted - u) * inside * s[:, k : k + 1]
-        y = y + torch.einsum("oi,nihw->nohw", weight[:, :, i, j], d)
-    return y
+# correctness against the float64 loop reference, sdnseg.nn._reference
 
 
 def normalised_error(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -123,10 +85,11 @@ def normalised_error(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 def check_case(case, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
     """Errors of the Triton d2, y and all gradients against the float64 reference."""
-    from sdnseg.nn import _triton
+    # Imported here, not at the top: main() may set TRITON_INTERPRET first.
+    from sdnseg.nn import _reference, _triton
 
     n, ci, co, h, w, kernel_size, dilation = case
-    offsets = offsets_of(kernel_size, dilation)
+    offsets = _reference.offsets(kernel_size, dilation)
     g = torch.Generator(device="cpu").manual_seed(hash(case) % 2**31)
 
     def randn(*shape):
@@ -141,8 +104,8 @@ def check_case(case, dtype: torch.dtype, device: torch.device) -> dict[str, floa
 
     leaves64 = [t.clone().requires_grad_() for t in (u, s, weight, v)]
     u64, s64, w64, v64 = leaves64
-    y64 = reference_dc(u64, s64, w64, offsets)
-    d264 = reference_d2(v64, offsets)
+    y64 = _reference.difference_conv(u64, s64, w64, offsets)
+    d264 = _reference.neighbour_squared_distance(v64, offsets)
     refs = torch.autograd.grad((y64, d264), leaves64, (grad_y, grad_d2))
 
     leaves = [t.to(dtype).requires_grad_() for t in (u, s, weight, v)]
@@ -201,7 +164,7 @@ def compile_only(arch: int, defaults_only: bool) -> bool:
     cuobjdump = str(cuobjdump) if cuobjdump.exists() else shutil.which("cuobjdump")
     ok = True
     for name, (raw, tuned, config_name) in kernels.KERNELS.items():
-        if defaults_only or tuned is None:
+        if defaults_only or tuned is None or not kernels.autotune_enabled():
             configs = [dict(kernels.DEFAULTS[config_name])]
         else:
             configs = [
@@ -271,7 +234,8 @@ def compile_only(arch: int, defaults_only: bool) -> bool:
 # benchmark
 
 
-def sdc_functions() -> dict[str, Callable]:
+def sdc_functions(compile: bool = True) -> dict[str, Callable]:
+    """The timed methods; ``compile``: the PyTorch path's kernels through ``torch.compile``."""
     from sdnseg.nn import _autograd, _triton
     from sdnseg.nn._autograd import kernel_offsets
 
@@ -282,8 +246,8 @@ def sdc_functions() -> dict[str, Callable]:
         return _triton.difference_conv(u, s, weight, offsets)
 
     def pytorch_sdc(u, v, weight):
-        s = torch.rsqrt(1.0 + _autograd.NeighbourSquaredDistance.apply(v, offsets))
-        return _autograd.DifferenceConv.apply(u, s, weight, offsets)
+        s = torch.rsqrt(1.0 + _autograd.NeighbourSquaredDistance.apply(v, offsets, compile))
+        return _autograd.DifferenceConv.apply(u, s, weight, offsets, compile)
 
     def conv2d(u, v, weight):
         return F.conv2d(u, weight, padding=1)
@@ -399,6 +363,8 @@ def measure(shape, precision: str, methods: dict[str, Callable], iters: int, war
 def environment() -> dict:
     import triton
 
+    from sdnseg.nn import _triton_kernels
+
     props = torch.cuda.get_device_properties(0)
     return {
         "torch": torch.__version__,
@@ -407,13 +373,21 @@ def environment() -> dict:
         "gpu": torch.cuda.get_device_name(0),
         "sm_count": props.multi_processor_count,
         "gpu_memory_gib": round(props.total_memory / 2**30, 1),
-        "autotune": os.environ.get("SDNSEG_TRITON_AUTOTUNE", "1") != "0",
+        "autotune": _triton_kernels.autotune_enabled(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "—" if value is None else format(value, spec)
+
+
+def _compile_note(env: dict) -> str:
+    # Results from before the flag was recorded have no key (their PyTorch path compiled: the
+    # library then compiled inputs this large on its own).
+    if "pytorch_compile" not in env:
+        return ""
+    return f", PyTorch path torch.compile {'on' if env['pytorch_compile'] else 'off'}"
 
 
 def markdown(rows: list[dict], environments: dict[str, dict], iters: int, note: str = "") -> str:
@@ -426,7 +400,7 @@ def markdown(rows: list[dict], environments: dict[str, dict], iters: int, note: 
         lines.append(
             f"- {precision}: {env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, "
             f"triton {env['triton']}, CUDA {env['cuda']}, "
-            f"autotune {'on' if env['autotune'] else 'off'}, {env['date']}."
+            f"autotune {'on' if env['autotune'] else 'off'}{_compile_note(env)}, {env['date']}."
         )
     lines += [
         "",
@@ -500,7 +474,7 @@ def merge_payload(earlier: dict, rows: list[dict], environments: dict[str, dict]
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
-    methods = sdc_functions()
+    methods = sdc_functions(compile=args.compile)
     methods = {k: methods[k] for k in args.methods}
     shapes = SHAPES[: args.max_shapes] if args.max_shapes else SHAPES
     path = RESULTS / f"{NAME}.json"
@@ -510,7 +484,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
             f"--merge: {path} was measured with --iters {earlier.get('iters')}, not {args.iters}"
         )
     rows: list[dict] = []
-    env = environment()
+    env = {**environment(), "pytorch_compile": args.compile}
     environments = {p: env for p in args.precisions}
 
     def results() -> tuple[dict, str]:
@@ -551,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="torch.compile the PyTorch path's kernels (default on, as the committed timings "
+        "were made: the library then compiled inputs this large on its own)",
+    )
     parser.add_argument(
         "--merge",
         action="store_true",

@@ -1,4 +1,8 @@
-"""Slow, plain reference implementations, written independently of the library's fast paths."""
+"""Slow, plain reference implementations, written independently of the library's fast paths.
+
+The SDC (Eq. 5) loop reference is part of the library, as ``backend="reference"``:
+:mod:`sdnseg.nn._reference`. The CDC and the classical solver (Eq. 3-4) references stay here.
+"""
 
 from __future__ import annotations
 
@@ -9,37 +13,6 @@ def _neighbours(kh: int, kw: int, dilation: int):
     for i in range(kh):
         for j in range(kw):
             yield i, j, (i - kh // 2) * dilation, (j - kw // 2) * dilation
-
-
-def sdc_reference(u, v, weight, bias=None, dilation=1, similarity="perona_malik", lam=1.0):
-    """Eq. 5 by a loop over kernel offsets with an explicit in-image mask per offset."""
-    n, ci, h, w = u.shape
-    co, _, kh, kw = weight.shape
-    y = u.new_zeros(n, co, h, w)
-    for i, j, dy, dx in _neighbours(kh, kw, dilation):
-        shifted_u = torch.zeros_like(u)
-        shifted_v = torch.zeros_like(v)
-        inside = u.new_zeros(1, 1, h, w)
-        for yy in range(h):
-            for xx in range(w):
-                if 0 <= yy + dy < h and 0 <= xx + dx < w:
-                    shifted_u[..., yy, xx] = u[..., yy + dy, xx + dx]
-                    shifted_v[..., yy, xx] = v[..., yy + dy, xx + dx]
-                    inside[..., yy, xx] = 1
-        d2 = ((shifted_v - v) ** 2).sum(1, keepdim=True) / v.shape[1]
-        if similarity == "perona_malik":
-            s = 1 / torch.sqrt(1 + d2 / lam**2)
-        elif similarity == "exp":
-            s = torch.exp(-d2 / lam**2)
-        elif similarity == "ones":
-            s = torch.ones_like(d2)
-        else:
-            s = similarity(d2, lam)
-        diff = inside * s * (shifted_u - u)
-        y = y + torch.einsum("oc,nchw->nohw", weight[:, :, i, j], diff)
-    if bias is not None:
-        y = y + bias[None, :, None, None]
-    return y
 
 
 def cdc_reference(u, weight, bias=None, dilation=1, theta=0.7):

@@ -23,9 +23,6 @@ ATOL = 1e-4
 
 @pytest.fixture(autouse=True)
 def _one_thread_fixed_seed(monkeypatch):
-    # verify_onnx runs the PyTorch model, whose SDC would torch.compile its kernels on a large input
-    # (tens of seconds on a shared CPU); the eager kernels give the same numbers.
-    monkeypatch.setattr("sdnseg.nn._autograd._COMPILE", "0", raising=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -1,10 +1,11 @@
-"""sdnseg.nn.functional against the plain references of tests/reference.py."""
+"""sdnseg.nn.functional against the plain loop references (sdnseg.nn._reference, tests/reference.py)."""
 
 import pytest
 import torch
 
 from sdnseg.nn import functional as SF
-from tests.reference import cdc_reference, diffusion_reference, sdc_reference
+from sdnseg.nn._reference import sdc_reference
+from tests.reference import cdc_reference, diffusion_reference
 
 F64 = torch.float64
 

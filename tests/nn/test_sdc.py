@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdnseg.nn import CentralDifferenceConv2d, SemanticDifferenceConv2d
-from tests.reference import cdc_reference, sdc_reference
+from sdnseg.nn import CentralDifferenceConv2d, SemanticDifferenceConv2d, _reference, sdc_backend
+from sdnseg.nn._reference import neighbour_similarity_reference, sdc_reference
+from tests.reference import cdc_reference
 
 
 def test_forward_matches_reference_and_resizes_guidance():
@@ -61,3 +62,39 @@ def test_cdc_module_matches_reference():
     u = torch.randn(1, 3, 5, 6, dtype=torch.float64)
     expected = cdc_reference(u, m.weight, m.bias, 1, 0.7)
     torch.testing.assert_close(m(u), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_similarity_map_is_the_s_forward_uses():
+    torch.manual_seed(0)
+    m = SemanticDifferenceConv2d(3, 4, kernel_size=(3, 5), dilation=2, lam=0.6).double()
+    u = torch.randn(2, 3, 8, 10, dtype=torch.float64)
+    v_small = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    v = F.interpolate(v_small, size=(8, 10), mode="bilinear", align_corners=False)
+    s = m.similarity_map(u, v_small)
+    expected = neighbour_similarity_reference(v, (3, 5), 2, "perona_malik", lam=m.lam)
+    assert s.shape == (2, 14, 8, 10)
+    torch.testing.assert_close(s, expected, rtol=1e-10, atol=1e-10)
+    # forward is the difference convolution of exactly this S.
+    y = _reference.difference_conv(u, s, m.weight, _reference.offsets((3, 5), 2))
+    torch.testing.assert_close(m(u, v_small), y + m.bias.view(1, -1, 1, 1), rtol=1e-10, atol=1e-10)
+
+
+def test_backend_argument_and_repr(monkeypatch):
+    calls = []
+    loop = _reference.difference_conv
+    monkeypatch.setattr(_reference, "difference_conv", lambda *a: calls.append(1) or loop(*a))
+    m = SemanticDifferenceConv2d(2, 3, backend="reference")
+    assert "backend='reference'" in repr(m)
+    m(torch.randn(1, 2, 4, 5), torch.randn(1, 3, 4, 5))
+    cdc = CentralDifferenceConv2d(2, 3, backend="reference")
+    assert "theta=0.7, backend='reference'" in repr(cdc)
+    cdc(torch.randn(1, 2, 4, 5))
+    assert len(calls) == 2
+    default = SemanticDifferenceConv2d(2, 3)
+    assert "backend=None (default: auto)" in repr(default)
+    with sdc_backend("torch"):
+        assert "backend=None (default: torch)" in repr(default)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        SemanticDifferenceConv2d(2, 2, backend="gpu")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        CentralDifferenceConv2d(2, 2, backend="gpu")

@@ -71,3 +71,9 @@ def test_multi_scale_neck_caps_sdc_channels_per_stage():
     assert [s.op.in_channels for s in neck.sdns] == [4, 8, 8]
     with pytest.raises(ValueError, match="3 stages"):
         MultiScaleSDN([4, 8, 16], sdc_channels=[2, 2])
+
+
+@pytest.mark.parametrize("operator", ["sdc", "cdc"])
+def test_sdn_passes_the_backend_to_its_operator(operator):
+    assert SDN(8, operator=operator, backend="reference").op.backend == "reference"
+    assert SDN(8, operator=operator).op.backend is None

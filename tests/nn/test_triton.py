@@ -1,7 +1,8 @@
 """The Triton path of the semantic difference convolution (Eq. 5): ``sdnseg.nn._triton``.
 
-Every result is checked against a float64 reference written here (a loop over the offsets,
-independent of sdnseg) and against the PyTorch fast path of :mod:`sdnseg.nn._autograd`.
+Every result is checked against the float64 loop reference of :mod:`sdnseg.nn._reference`
+(``backend="reference"``, written independently of both fast paths) and against the PyTorch fast
+path of :mod:`sdnseg.nn._autograd`.
 
 Without a GPU the kernels run under Triton's interpreter on CPU tensors. Triton decides between
 compiling and interpreting when ``@triton.jit`` decorates a kernel, i.e. when
@@ -30,16 +31,20 @@ import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 pytest.importorskip("triton")
 
 from sdnseg.nn import _triton  # noqa: E402
+from sdnseg.nn import functional as SF  # noqa: E402
 from sdnseg.nn._autograd import (  # noqa: E402
     DifferenceConv,
     NeighbourSquaredDistance,
     kernel_offsets,
 )
+from sdnseg.nn._reference import difference_conv as ref_dc  # noqa: E402
+from sdnseg.nn._reference import neighbour_squared_distance as ref_d2  # noqa: E402
+from sdnseg.nn._reference import offsets as ref_offsets  # noqa: E402
+from sdnseg.nn._reference import sdc_reference, shifted_and_inside  # noqa: E402
 
 # (N, Ci, Co, H, W, (kh, kw), dilation); Cf = Ci + 1 for the guidance.
 CASES = {
@@ -69,42 +74,7 @@ def device():
 
 
 # ----------------------------------------------------------------------------------------------
-# float64 reference
-
-
-def shifted_and_inside(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x[..., m + (dy, dx)]`` (zero outside) and the (H, W) mask of neighbours inside."""
-    h, w = x.shape[-2:]
-    r = max(abs(dy), abs(dx))
-    window = (..., slice(r + dy, r + dy + h), slice(r + dx, r + dx + w))
-    inside = F.pad(torch.ones(h, w, dtype=x.dtype, device=x.device), (r, r, r, r))[window]
-    return F.pad(x, (r, r, r, r))[window], inside
-
-
-def ref_offsets(kernel_size: tuple[int, int], dilation: int) -> list[tuple[int, int]]:
-    kh, kw = kernel_size
-    taps = [(i, j) for i in range(kh) for j in range(kw) if (i, j) != (kh // 2, kw // 2)]
-    return [((i - kh // 2) * dilation, (j - kw // 2) * dilation) for i, j in taps]
-
-
-def ref_d2(v: torch.Tensor, offsets) -> torch.Tensor:
-    terms = []
-    for dy, dx in offsets:
-        shifted, inside = shifted_and_inside(v, dy, dx)
-        terms.append((shifted - v).square().mean(1) * inside)
-    return torch.stack(terms, 1)
-
-
-def ref_dc(u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets) -> torch.Tensor:
-    """Eq. 5 given S: ``sum_k W_k · S_k ⊙ (U[m + o_k] - U[m])``, zero where outside."""
-    kh, kw = weight.shape[2:]
-    taps = [(i, j) for i in range(kh) for j in range(kw) if (i, j) != (kh // 2, kw // 2)]
-    y = torch.zeros(u.shape[0], weight.shape[0], *u.shape[2:], dtype=u.dtype, device=u.device)
-    for k, ((dy, dx), (i, j)) in enumerate(zip(offsets, taps, strict=True)):
-        shifted, inside = shifted_and_inside(u, dy, dx)
-        d = (shifted - u) * inside * s[:, k : k + 1]
-        y = y + torch.einsum("oi,nihw->nohw", weight[:, :, i, j], d)
-    return y
+# inputs and comparisons
 
 
 def make_inputs(case, device, dtype=torch.float64, seed=0):
@@ -255,6 +225,22 @@ def test_low_precision(dtype, tol, backward, device):
     assert_rel_error(y, y_ref, tol)
     for got, ref in zip(grads, grads_ref, strict=True):
         assert_rel_error(got, ref, tol)
+
+
+def test_functional_backend_triton_matches_reference(device, monkeypatch):
+    """``backend="triton"`` on the functional op, and for a whole block: Eq. 5 end to end."""
+    x = make_inputs(CASES["3x3d2"], device, seed=9)
+    u, v, weight = (x[name].float() for name in ("u", "v", "weight"))
+    expected = sdc_reference(x["u"], x["v"], x["weight"], dilation=2, lam=0.5)
+    calls = []
+    launch = _triton.difference_conv
+    monkeypatch.setattr(_triton, "difference_conv", lambda *a: calls.append(1) or launch(*a))
+    y = SF.semantic_difference_conv2d(u, v, weight, dilation=2, lam=0.5, backend="triton")
+    assert_close64(y, expected)
+    with SF.sdc_backend("triton"):
+        y = SF.semantic_difference_conv2d(u, v, weight, dilation=2, lam=0.5)
+    assert_close64(y, expected)
+    assert len(calls) == 2
 
 
 def test_weight_gradient_split_over_pixels(device, monkeypatch):

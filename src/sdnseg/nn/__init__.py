@@ -1,6 +1,7 @@
 """Layers of the Semantic Diffusion Network; functional forms live in :mod:`sdnseg.nn.functional`."""
 
 from sdnseg.nn import functional
+from sdnseg.nn._dispatch import sdc_backend, set_sdc_backend
 from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticDifferenceConv2d
 from sdnseg.nn.sdn import SDN, MultiScaleSDN, SingleScaleSDN
 
@@ -11,4 +12,6 @@ __all__ = [
     "SemanticDifferenceConv2d",
     "SingleScaleSDN",
     "functional",
+    "sdc_backend",
+    "set_sdc_backend",
 ]

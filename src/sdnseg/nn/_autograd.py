@@ -12,6 +12,9 @@ rest in backward, so the memory kept for backward stays close to a convolution's
 The similarity ``S = f(d2, lam)`` sits between them in plain autograd: it is (N, K, H, W), small next
 to (N, C, H, W) features, and any callable works without a hand-written derivative.
 
+Both take a last argument ``compile`` (default False), chosen by :mod:`sdnseg.nn._dispatch`: run the
+element-wise kernels through ``torch.compile`` (see :func:`_kernel`); backward follows forward.
+
 A neighbour outside the image contributes nothing: inputs are zero-padded for the shifts, and the
 similarity (and ``d2``) is multiplied by :func:`inside_mask`, so no padding value of ``U`` or ``V``
 ever enters the result or its gradients.
@@ -20,7 +23,6 @@ ever enters the result or its gradients.
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 import torch.nn.functional as F
@@ -51,12 +53,12 @@ class NeighbourSquaredDistance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
+    def forward(ctx, v: torch.Tensor, offsets: list[Offset], compile: bool = False) -> torch.Tensor:
         ctx.save_for_backward(v)
-        ctx.offsets = offsets
+        ctx.offsets, ctx.compile = offsets, compile
         n, c, h, w = v.shape
         vpad = _pad(v, *_radius(offsets))
-        d2 = _kernel(_squared_distances, v.numel() * len(offsets), offsets)(vpad, offsets)
+        d2 = _kernel(_squared_distances, compile)(vpad, offsets)
         return d2 * inside_mask(offsets, h, w, v)
 
     @staticmethod
@@ -66,8 +68,7 @@ class NeighbourSquaredDistance(torch.autograd.Function):
         n, c, h, w = v.shape
         g = grad_d2 * inside_mask(offsets, h, w, v)
         vpad = _pad(v, *_radius(offsets))
-        kernel = _kernel(_grad_of_squared_distances, v.numel() * len(offsets), offsets)
-        return kernel(vpad, g, offsets), None
+        return _kernel(_grad_of_squared_distances, ctx.compile)(vpad, g, offsets), None, None
 
 
 def _use_output_side_product(in_channels: int, out_channels: int) -> bool:
@@ -197,23 +198,21 @@ def _grads_through_products(gy, p, s, offsets: list[Offset]):
     return torch.stack(grad_s, 1), torch.stack(grad_p, 1)
 
 
-_COMPILE = os.environ.get("SDNSEG_COMPILE", "auto")
-_MIN_COMPILE_NUMEL = 1 << 23
 _compiled: dict = {}
 log = logging.getLogger(__name__)
 
 
-def _kernel(fn, numel: int, offsets: list[Offset]):
-    """``fn`` compiled with torch.compile where it pays (large tensors), else ``fn`` itself.
+def _kernel(fn, compile: bool):
+    """``fn``, or its ``torch.compile``'d form when the dispatch opted in (:mod:`._dispatch`).
 
-    ``SDNSEG_COMPILE=0`` never compiles, ``=1`` always does, ``auto`` from 2^23 elements on and for
-    3×3 kernels only (the first call compiles once for all shapes, 20-30 s; a 5×5 kernel's 24
-    unrolled offsets took minutes). A failed compilation falls back to eager.
+    Each kernel compiles once, for all shapes (``dynamic=True``), on its first use; a failed
+    compilation falls back to eager for good.
     """
-    if _COMPILE == "0" or (_COMPILE == "auto" and (numel < _MIN_COMPILE_NUMEL or len(offsets) > 8)):
+    if not compile:
         return fn
     compiled = _compiled.get(fn)
     if compiled is None:
+        log.info("SDC: torch.compile of the kernel %s (once, for all shapes)", fn.__name__)
         compiled = torch.compile(fn, dynamic=True)
 
         def guarded(*args, _compiled_fn=compiled):
@@ -236,9 +235,16 @@ class DifferenceConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets: list[Offset]):
+    def forward(
+        ctx,
+        u: torch.Tensor,
+        s: torch.Tensor,
+        weight: torch.Tensor,
+        offsets: list[Offset],
+        compile: bool = False,
+    ):
         ctx.save_for_backward(u, s, weight)
-        ctx.offsets = offsets
+        ctx.offsets, ctx.compile = offsets, compile
         n, ci, h, w = u.shape
         co = weight.shape[0]
         w_k = _split_weight(weight)
@@ -248,10 +254,8 @@ class DifferenceConv(torch.autograd.Function):
             hp, wp = upad.shape[-2:]
             p = torch.matmul(w_k.reshape(-1, ci), upad.reshape(n, ci, hp * wp))
             p = p.view(n, -1, co, hp, wp)
-            return _kernel(_sum_weighted_differences, p.numel(), offsets)(p, s_in, offsets)
-        d = _kernel(_weighted_differences, n * len(offsets) * ci * h * w, offsets)(
-            upad, s_in, offsets
-        )
+            return _kernel(_sum_weighted_differences, compile)(p, s_in, offsets)
+        d = _kernel(_weighted_differences, compile)(upad, s_in, offsets)
         w_a = w_k.permute(1, 0, 2).reshape(co, -1)
         return torch.matmul(w_a, d.view(n, -1, h * w)).view(n, co, h, w)
 
@@ -271,7 +275,7 @@ class DifferenceConv(torch.autograd.Function):
         if 2 * co <= ci:
             p = torch.matmul(w_k.reshape(-1, ci), upad.reshape(n, ci, hp * wp))
             p = p.view(n, kk, co, hp, wp)
-            kernel = _kernel(_grads_through_products, p.numel(), offsets)
+            kernel = _kernel(_grads_through_products, ctx.compile)
             grad_s, grad_p = kernel(grad_y, p, s_in, offsets)
             del p
             grad_p = grad_p.reshape(n, kk * co, hp * wp)
@@ -283,12 +287,12 @@ class DifferenceConv(torch.autograd.Function):
             w_a = w_k.permute(1, 0, 2).reshape(co, -1)
             g_flat = grad_y.view(n, co, h * w)
             g = torch.matmul(w_a.t(), g_flat).view(n, kk, ci, h, w)
-            kernel = _kernel(_grads_through_differences, g.numel(), offsets)
+            kernel = _kernel(_grads_through_differences, ctx.compile)
             grad_s, grad_u = kernel(g, upad, s_in, offsets)
             del g
-            d = _kernel(_weighted_differences, n * kk * ci * h * w, offsets)(upad, s_in, offsets)
+            d = _kernel(_weighted_differences, ctx.compile)(upad, s_in, offsets)
             d = d.view(n, kk * ci, h * w)
             grad_w_a = torch.matmul(g_flat, d.transpose(1, 2)).sum(0)
             grad_w_k = grad_w_a.view(co, kk, ci).permute(1, 0, 2)
         grad_weight = _merge_weight_grad(grad_w_k, (weight.shape[2], weight.shape[3]))
-        return grad_u, grad_s * inside, grad_weight, None
+        return grad_u, grad_s * inside, grad_weight, None, None

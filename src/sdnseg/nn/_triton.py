@@ -1,8 +1,7 @@
 """Triton path of the semantic difference convolution (Eq. 5 of Tan, Wu, Pi 2022), private.
 
 Drop-in replacements, same signatures and semantics, for the two custom autograd functions of
-:mod:`sdnseg.nn._autograd` (the lead's backend switch in :mod:`sdnseg.nn.functional` routes CUDA
-tensors here):
+:mod:`sdnseg.nn._autograd` (the dispatch of :mod:`sdnseg.nn._dispatch` routes CUDA tensors here):
 
 * :func:`neighbour_squared_distance` ``(v, offsets) -> d2`` (N, K, H, W),
   ``d2[:, k, m] = mean_f (V_f(m + o_k) - V_f(m))^2``, zero where ``m + o_k`` is outside the image;
@@ -97,7 +96,7 @@ def _launch(name: str, grid: Callable[[dict[str, Any]], tuple[int, ...]], *args,
     """Launch kernel ``name``: autotuned on a GPU, else with the module's default tile sizes."""
     mod = _kernels()
     raw, tuned, config_name = mod.KERNELS[name]
-    if tuned is not None:
+    if tuned is not None and mod.autotune_enabled():
         tuned[grid](*args, **meta)
         return
     launch_meta = {**mod.DEFAULTS[config_name], **meta}

@@ -26,9 +26,11 @@ All accumulation is fp32. The dot operands are the input dtype (fp32, bf16, fp16
 upcasts the (already rounded) operands to fp32 for the Triton interpreter, whose ``tl.dot`` reads
 bfloat16 as its raw uint16 bits (triton 3.8), so the interpreter computes what the GPU computes.
 
-Importing this module decorates the kernels: under ``TRITON_INTERPRET=1`` (read at import time)
-they become interpreted functions, otherwise compiled JIT functions, autotuned unless
-``SDNSEG_TRITON_AUTOTUNE=0``.
+Importing this module decorates the kernels: under ``TRITON_INTERPRET=1`` they become interpreted
+functions, otherwise compiled JIT functions. That variable must be read at import time: the
+``@triton.jit`` decorator fixes the choice when it runs (re-import to change it, as the tests do).
+Autotuning is not fixed by a decorator, since the untuned kernel is kept beside the tuned one:
+``SDNSEG_TRITON_AUTOTUNE=0`` is read at each launch (:func:`autotune_enabled`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ import triton
 import triton.language as tl
 
 INTERPRET: bool = bool(triton.knobs.runtime.interpret)
-AUTOTUNE: bool = not INTERPRET and os.environ.get("SDNSEG_TRITON_AUTOTUNE", "1") != "0"
+
+
+def autotune_enabled() -> bool:
+    """Autotune on a GPU unless ``SDNSEG_TRITON_AUTOTUNE=0`` (read now); never interpreted."""
+    return not INTERPRET and os.environ.get("SDNSEG_TRITON_AUTOTUNE", "1") != "0"
 
 
 @triton.jit
@@ -463,8 +469,9 @@ def _configs(blocks: list[tuple[int, ...]], names: tuple[str, ...]) -> list[trit
 
 
 def _tuned(kernel, configs, key):
-    """Autotuned on a GPU (keyed on channel widths and K; dtypes are always in the key)."""
-    if not AUTOTUNE:
+    """The autotuned kernel for a GPU (keyed on channel widths and K; dtypes are always in the
+    key); None under the interpreter, which runs the small default tiles."""
+    if INTERPRET:
         return None
     return triton.autotune(configs=configs, key=key)(kernel)
 

@@ -16,51 +16,36 @@ out as one matrix product, in either of two exact layouts: (a) stack the similar
 differences ``D_k = S_k ⊙ (shift_k U - U)`` as (K·Ci) rows and multiply by ``W``; (b) since a 1×1
 product commutes with a shift, form ``P_k = W_k U`` for all ``k`` in one product and sum
 ``S_k ⊙ (shift_k P_k - P_k)``. The narrower of Ci and Co decides (see :mod:`sdnseg.nn._autograd`).
+
+Backends. Every operator takes ``backend=``: ``"auto"`` (Triton for CUDA tensors where it runs,
+else the fast path), ``"reference"`` (the float64-exact loop of :mod:`sdnseg.nn._reference`),
+``"torch"`` or ``"triton"``; None is the current default, set for a whole model by
+``with sdc_backend(...)``, :func:`set_sdc_backend` or ``SDNSEG_SDC_BACKEND``. ``torch.compile`` of
+the fast path's kernels is opt-in (``sdc_backend(compile=True)`` or ``SDNSEG_COMPILE=1``). One
+function, :func:`sdnseg.nn._dispatch.choose_route`, makes the choice, logged at DEBUG.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from sdnseg.nn._autograd import (
-    DifferenceConv,
-    NeighbourSquaredDistance,
-    kernel_offsets,
-)
+from sdnseg.nn import _reference, _triton
+from sdnseg.nn._autograd import DifferenceConv, NeighbourSquaredDistance, kernel_offsets
+
+# The backend switch is part of this module's API; the dispatch itself lives in _dispatch.
+from sdnseg.nn._dispatch import BACKENDS as BACKENDS
+from sdnseg.nn._dispatch import choose_route, exporting
+from sdnseg.nn._dispatch import default_backend as default_backend
+from sdnseg.nn._dispatch import sdc_backend as sdc_backend
+from sdnseg.nn._dispatch import set_sdc_backend as set_sdc_backend
 
 Similarity = str | Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
 SIMILARITIES = ("perona_malik", "exp", "ones")
-BACKENDS = ("auto", "torch", "triton")
-_backend = os.environ.get("SDNSEG_SDC_BACKEND", "auto")
-
-
-def set_sdc_backend(backend: str) -> None:
-    """Choose the SDC implementation: ``"auto"`` (Triton for CUDA tensors when available, else
-    PyTorch), ``"torch"`` (always the PyTorch path) or ``"triton"`` (always Triton; an error where it
-    cannot run). The environment variable ``SDNSEG_SDC_BACKEND`` sets the initial value."""
-    global _backend
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    _backend = backend
-
-
-def _triton_module(x: torch.Tensor):
-    """The Triton implementation when the backend switch and the tensor's device select it."""
-    if _backend == "torch" or (_backend == "auto" and not x.is_cuda):
-        return None
-    from sdnseg.nn import _triton
-
-    if _triton.is_available():
-        return _triton
-    if _backend == "triton":
-        raise RuntimeError("SDC backend 'triton' was forced but Triton cannot run here")
-    return None
 
 
 def perona_malik(d2: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
@@ -91,7 +76,7 @@ def _check_lam(lam: torch.Tensor | float) -> None:
         if lam.numel() != 1:
             raise ValueError(f"lam must be a scalar, got a tensor of shape {tuple(lam.shape)}")
         # A value check cannot be traced: export and compile trust the module's softplus.
-        tracing = _exporting() or torch.compiler.is_compiling()
+        tracing = exporting() or torch.compiler.is_compiling()
         if not tracing and not bool(lam.detach() > 0):
             raise ValueError(f"lam must be positive, got {lam.item()}")
     elif not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
@@ -143,22 +128,27 @@ def neighbour_similarity(
     dilation: int = 1,
     similarity: Similarity = "perona_malik",
     lam: torch.Tensor | float = 1.0,
+    backend: str | None = None,
 ) -> torch.Tensor:
-    """``S(V_{m+k}, V_m)`` for every non-centre offset ``k`` of the kernel: (N, K, H, W).
+    """``S(V_{m+k}, V_m)`` of Eq. 5 for every non-centre offset ``k`` of the kernel: (N, K, H, W).
 
     Entries whose neighbour is outside the image are meaningless (they multiply a zero difference).
+    ``backend``: see the module docstring.
     """
     fn = resolve_similarity(similarity)
     offsets = kernel_offsets(kernel_size, dilation)
     n, _, h, w = v.shape
+    route = choose_route(backend, v)  # also for "ones": a bad backend is an error either way
     if fn is None:
         return v.new_ones(n, len(offsets), h, w)
-    if _exporting():
+    if route.path == "export":
         d2 = torch.stack([shifted_difference(v, o).square().mean(1) for o in offsets], 1)
-    elif (triton := _triton_module(v)) is not None:
-        d2 = triton.neighbour_squared_distance(v, offsets)
+    elif route.path == "reference":
+        d2 = _reference.neighbour_squared_distance(v, offsets)
+    elif route.path == "triton":
+        d2 = _triton.neighbour_squared_distance(v, offsets)
     else:
-        d2 = NeighbourSquaredDistance.apply(v, offsets)
+        d2 = NeighbourSquaredDistance.apply(v, offsets, route.compile)
     s = fn(d2, lam)
     if s.shape != d2.shape:
         raise ValueError(
@@ -175,6 +165,7 @@ def semantic_difference_conv2d(
     dilation: int = 1,
     similarity: Similarity = "perona_malik",
     lam: torch.Tensor | float = 1.0,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Semantic difference convolution, Eq. 5 of the paper.
 
@@ -193,6 +184,8 @@ def semantic_difference_conv2d(
             or a callable ``f(d2, lam)`` returning a tensor of d2's shape; ``d2`` is the mean over
             the Cf guidance channels of ``(V_n - V_m)^2``.
         lam: positive float or scalar tensor (gradients flow into a tensor).
+        backend: ``"auto"``, ``"reference"``, ``"torch"``, ``"triton"``, or None for the current
+            default (see the module docstring).
 
     Returns:
         (N, Co, H, W).
@@ -200,7 +193,9 @@ def semantic_difference_conv2d(
     if _autocasting(u):
         u, v, weight, bias, lam = _to_autocast_dtype(u.device.type, u, v, weight, bias, lam)
         with torch.autocast(u.device.type, enabled=False):
-            return semantic_difference_conv2d(u, v, weight, bias, dilation, similarity, lam)
+            return semantic_difference_conv2d(
+                u, v, weight, bias, dilation, similarity, lam, backend
+            )
     _check_conv_args(u, weight, bias, dilation)
     if v.dim() != 4:
         raise ValueError(f"v must be (N, Cf, H, W), got shape {tuple(v.shape)}")
@@ -214,8 +209,8 @@ def semantic_difference_conv2d(
         _check_same_dtype_device({"u": u, "lam": lam})
     _check_lam(lam)
     kernel_size = (weight.shape[2], weight.shape[3])
-    s = neighbour_similarity(v, kernel_size, dilation, similarity, lam)
-    return _difference_conv(u, s, weight, bias, dilation)
+    s = neighbour_similarity(v, kernel_size, dilation, similarity, lam, backend)
+    return _difference_conv(u, s, weight, bias, dilation, backend)
 
 
 def _autocasting(x: torch.Tensor) -> bool:
@@ -245,22 +240,21 @@ def _difference_conv(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     dilation: int,
+    backend: str | None,
 ) -> torch.Tensor:
     offsets = kernel_offsets((weight.shape[2], weight.shape[3]), dilation)
-    if _exporting():
+    route = choose_route(backend, u, s)
+    if route.path == "export":
         y = _difference_conv_export(u, s, weight, offsets)
-    elif (triton := _triton_module(u)) is not None:
-        y = triton.difference_conv(u, s, weight, offsets)
+    elif route.path == "reference":
+        y = _reference.difference_conv(u, s, weight, offsets)
+    elif route.path == "triton":
+        y = _triton.difference_conv(u, s, weight, offsets)
     else:
-        y = DifferenceConv.apply(u, s, weight, offsets)
+        y = DifferenceConv.apply(u, s, weight, offsets, route.compile)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y
-
-
-def _exporting() -> bool:
-    """Custom autograd functions do not export; ONNX export takes the plain path."""
-    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
 def shifted_difference(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
@@ -294,6 +288,7 @@ def central_difference_conv2d(
     bias: torch.Tensor | None = None,
     dilation: int = 1,
     theta: float = 0.7,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Central difference convolution (CDC, Yu et al., CVPR 2020), the paper's Sec. 3.2 operator.
 
@@ -302,19 +297,20 @@ def central_difference_conv2d(
     :func:`semantic_difference_conv2d` with ``similarity="ones"`` everywhere, border included.
 
     Since ``conv2d`` with zero padding is ``SDC_ones + sum_{k valid} W_k U_m``, CDC is
-    ``(1 - theta) · conv2d + theta · SDC_ones``, which reuses both fast paths.
+    ``(1 - theta) · conv2d + theta · SDC_ones``, which reuses both fast paths; ``backend`` chooses
+    the path of ``SDC_ones`` (see the module docstring).
     """
     if _autocasting(u):
         u, weight, bias = _to_autocast_dtype(u.device.type, u, weight, bias)
         with torch.autocast(u.device.type, enabled=False):
-            return central_difference_conv2d(u, weight, bias, dilation, theta)
+            return central_difference_conv2d(u, weight, bias, dilation, theta, backend)
     _check_conv_args(u, weight, None, dilation)
     if not isinstance(theta, (int, float)):
         raise ValueError(f"theta must be a number, got {theta!r}")
     kh, kw = weight.shape[2], weight.shape[3]
     n, _, h, w = u.shape
     ones = u.new_ones(n, kh * kw - 1, h, w)
-    y = _difference_conv(u, ones, weight, None, dilation)
+    y = _difference_conv(u, ones, weight, None, dilation, backend)
     if theta != 1:
         padding = ((kh // 2) * dilation, (kw // 2) * dilation)
         conv = F.conv2d(u, weight, None, padding=padding, dilation=dilation)

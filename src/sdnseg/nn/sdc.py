@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdnseg.nn import functional as SF
+from sdnseg.nn._dispatch import check_backend
 
 
 def _init_like_conv2d(weight: nn.Parameter, bias: nn.Parameter | None) -> None:
@@ -27,6 +28,17 @@ def _pair(kernel_size: int | tuple[int, int]) -> tuple[int, int]:
     return kh, kw
 
 
+def _check_backend(backend: str | None) -> str | None:
+    return None if backend is None else check_backend(backend)
+
+
+def _backend_repr(backend: str | None) -> str:
+    # None follows the default at call time; show what that is now.
+    if backend is None:
+        return f"backend=None (default: {SF.default_backend()})"
+    return f"backend={backend!r}"
+
+
 class SemanticDifferenceConv2d(nn.Module):
     """Semantic difference convolution (SDC), Eq. 5: ``forward(u, v)``.
 
@@ -42,6 +54,8 @@ class SemanticDifferenceConv2d(nn.Module):
         lam: initial edge threshold λ of the similarity.
         learn_lam: learn λ, kept positive as ``softplus`` of an unconstrained parameter.
         bias: add a learnable bias.
+        backend: ``"auto"``, ``"reference"``, ``"torch"`` or ``"triton"`` for this module, or None
+            for the default at call time (see :mod:`sdnseg.nn.functional`).
 
     Shape:
         u (N, Ci, H, W), v (N, Cf, H', W') -> (N, Co, H, W).
@@ -57,9 +71,11 @@ class SemanticDifferenceConv2d(nn.Module):
         lam: float = 1.0,
         learn_lam: bool = True,
         bias: bool = True,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         self.kernel_size = _pair(kernel_size)
+        self.backend = _check_backend(backend)
         SF.resolve_similarity(similarity)
         if not lam > 0:
             raise ValueError(f"lam must be positive, got {lam!r}")
@@ -81,26 +97,31 @@ class SemanticDifferenceConv2d(nn.Module):
         """λ of the similarity, always positive."""
         return F.softplus(self.raw_lam)
 
+    def _guidance(self, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``v`` at ``u``'s size and λ in ``u``'s dtype: the V and λ of Eq. 5 for this ``u``."""
+        if v.dim() == 4 and v.shape[-2:] != u.shape[-2:]:
+            v = F.interpolate(v, size=u.shape[-2:], mode="bilinear", align_corners=False)
+        return v, self.lam.to(u.dtype)
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        v, lam = self._guidance(u, v)
+        return SF.semantic_difference_conv2d(
+            u, v, self.weight, self.bias, self.dilation, self.similarity, lam, self.backend
+        )
+
     def similarity_map(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """S(V_{m+k}, V_m) for every non-centre tap, (N, K, H, W), as ``forward(u, v)`` uses it:
         ``v`` resized to ``u``'s size and this module's λ."""
-        if v.dim() == 4 and v.shape[-2:] != u.shape[-2:]:
-            v = F.interpolate(v, size=u.shape[-2:], mode="bilinear", align_corners=False)
-        lam = self.lam.to(u.dtype)
-        return SF.neighbour_similarity(v, self.kernel_size, self.dilation, self.similarity, lam)
-
-    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if v.dim() == 4 and v.shape[-2:] != u.shape[-2:]:
-            v = F.interpolate(v, size=u.shape[-2:], mode="bilinear", align_corners=False)
-        lam = self.lam.to(u.dtype)
-        return SF.semantic_difference_conv2d(
-            u, v, self.weight, self.bias, self.dilation, self.similarity, lam
+        v, lam = self._guidance(u, v)
+        return SF.neighbour_similarity(
+            v, self.kernel_size, self.dilation, self.similarity, lam, backend=self.backend
         )
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"dilation={self.dilation}, similarity={self.similarity!r}"
+            f"dilation={self.dilation}, similarity={self.similarity!r}, "
+            f"{_backend_repr(self.backend)}"
         )
 
 
@@ -118,6 +139,7 @@ class CentralDifferenceConv2d(nn.Conv2d):
         dilation: int = 1,
         theta: float = 0.7,
         bias: bool = True,
+        backend: str | None = None,
     ) -> None:
         kh, kw = _pair(kernel_size)
         super().__init__(
@@ -129,6 +151,12 @@ class CentralDifferenceConv2d(nn.Conv2d):
             bias=bias,
         )
         self.theta = theta
+        self.backend = _check_backend(backend)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return SF.central_difference_conv2d(u, self.weight, self.bias, self.dilation[0], self.theta)
+        return SF.central_difference_conv2d(
+            u, self.weight, self.bias, self.dilation[0], self.theta, self.backend
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, theta={self.theta}, {_backend_repr(self.backend)}"

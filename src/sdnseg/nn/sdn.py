@@ -52,6 +52,7 @@ class SDN(nn.Module):
             U) or ``"cdc"`` (central difference conv on U with ``theta``); same kernel, same place.
         kernel_size, dilation, similarity, lam: of the SDC.
         theta: of the CDC.
+        backend: of the SDC or CDC (see :mod:`sdnseg.nn.functional`); None: the default.
         norm_layer, act_layer: see the module docstring.
 
     Shape:
@@ -70,6 +71,7 @@ class SDN(nn.Module):
         lam: float = 1.0,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[[], nn.Module] = nn.ReLU,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         if operator not in OPERATORS:
@@ -85,11 +87,11 @@ class SDN(nn.Module):
         )
         if operator == "sdc":
             self.op = SemanticDifferenceConv2d(
-                width, width, kernel_size, dilation, similarity, lam, bias=False
+                width, width, kernel_size, dilation, similarity, lam, bias=False, backend=backend
             )
         elif operator == "cdc":
             self.op = CentralDifferenceConv2d(
-                width, width, kernel_size, dilation, theta, bias=False
+                width, width, kernel_size, dilation, theta, bias=False, backend=backend
             )
         else:
             pad = (kernel_size // 2) * dilation
