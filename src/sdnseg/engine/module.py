@@ -19,6 +19,8 @@ or given from Python; it knows nothing of losses, optimisers or data. This modul
   configuration, classes, palette, normalisation, test size) and an exact resume: the random
   generators' states are saved and restored just before the first resumed batch is drawn
   (:mod:`sdnseg.engine.checkpoint_io`).
+
+Length: over ~400 lines because training, evaluation variants (multi-scale, CRF) and checkpoint hooks of one LightningModule are read together; splitting them would scatter one object's life cycle.
 """
 
 from __future__ import annotations

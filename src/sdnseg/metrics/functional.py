@@ -7,6 +7,8 @@
   (``lib/metrics/F1_running_score.py``); see ``docs/metrics.md``.
 
 The packed-word fast path of the boundary counts lives in :mod:`sdnseg.metrics._packed`.
+
+Length: a little over ~400 lines because the input checks shared by both metric families sit with the two families they guard.
 """
 
 from __future__ import annotations

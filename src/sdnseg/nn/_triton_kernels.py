@@ -31,6 +31,8 @@ functions, otherwise compiled JIT functions. That variable must be read at impor
 ``@triton.jit`` decorator fixes the choice when it runs (re-import to change it, as the tests do).
 Autotuning is not fixed by a decorator, since the untuned kernel is kept beside the tuned one:
 ``SDNSEG_TRITON_AUTOTUNE=0`` is read at each launch (:func:`autotune_enabled`).
+
+Length: over ~400 lines: every Triton kernel of SDC in one module, because the interpreter switch is decided once, when this module is imported.
 """
 
 from __future__ import annotations
