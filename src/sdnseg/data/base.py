@@ -37,7 +37,7 @@ from torchvision import tv_tensors
 from sdnseg.data.info import IGNORE_INDEX, DatasetInfo, Item, Palette, Transform
 from sdnseg.data.io import IMAGE_EXTENSIONS, read_image, read_mask
 
-__all__ = ["SegmentationDataset", "check_ids", "existing_dir", "subfolders"]
+__all__ = ["SegmentationDataset", "check_ids", "existing_dir", "shown", "subfolders"]
 
 
 def check_ids(mask: np.ndarray, num_classes: int, path: Path) -> None:
@@ -78,9 +78,10 @@ def by_stem(folder: Path, suffixes: Iterable[str], what: str) -> dict[str, Path]
     return out
 
 
-def _shown(names: Sequence[str], limit: int = 5) -> str:
+def shown(names: Sequence[object], limit: int = 5) -> str:
+    """The first ``limit`` names, comma-separated, and how many more (for error messages)."""
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+    return ", ".join(str(name) for name in names[:limit]) + more
 
 
 def _pair(
@@ -92,12 +93,12 @@ def _pair(
     lonely_images = sorted(str(images[k]) for k in images.keys() - masks.keys())
     if lonely_images:
         raise FileNotFoundError(
-            f"{len(lonely_images)} image(s) without a mask in {mask_dir}: {_shown(lonely_images)}"
+            f"{len(lonely_images)} image(s) without a mask in {mask_dir}: {shown(lonely_images)}"
         )
     lonely_masks = sorted(str(masks[k]) for k in masks.keys() - images.keys())
     if lonely_masks:
         raise FileNotFoundError(
-            f"{len(lonely_masks)} mask(s) without an image in {image_dir}: {_shown(lonely_masks)}"
+            f"{len(lonely_masks)} mask(s) without an image in {image_dir}: {shown(lonely_masks)}"
         )
     return [(images[k], masks[k]) for k in sorted(images)]
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdnseg.data.base import shown
+
 __all__ = ["KEY_SUFFIXES", "FilePairs", "file_key", "pair_files"]
 
 # Longest first, so that "_gtFine_labelTrainIds" wins over "_labelTrainIds".
@@ -45,11 +47,6 @@ def file_key(path: Path) -> str:
     return stem
 
 
-def _shown(paths: list[Path], limit: int = 5) -> str:
-    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
-    return ", ".join(str(p) for p in paths[:limit]) + more
-
-
 def _index(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
@@ -64,7 +61,7 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
         preferred = [p for p in paths if p.stem.endswith(_PREFERRED)]
         if len(paths) > 1 and len(preferred) != 1:
             raise ValueError(
-                f"the {what} key {key!r} matches several files in {folder}: {_shown(paths)}; "
+                f"the {what} key {key!r} matches several files in {folder}: {shown(paths)}; "
                 "keep one label file per image"
             )
         out[key] = preferred[0] if preferred else paths[0]
@@ -96,11 +93,11 @@ def pair_files(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool = F
         if no_pred:
             raise FileNotFoundError(
                 f"{len(no_pred)} ground-truth file(s) have no prediction in {pred_dir}: "
-                f"{_shown(no_pred)} (--allow-missing skips and counts them)"
+                f"{shown(no_pred)} (--allow-missing skips and counts them)"
             )
         if no_gt:
             raise FileNotFoundError(
-                f"{len(no_gt)} prediction(s) have no ground truth in {gt_dir}: {_shown(no_gt)} "
+                f"{len(no_gt)} prediction(s) have no ground truth in {gt_dir}: {shown(no_gt)} "
                 "(--allow-missing skips and counts them)"
             )
     common = sorted(preds.keys() & gts.keys())

@@ -34,7 +34,12 @@ from collections.abc import Sequence
 
 import torch
 
-from sdnseg.metrics.functional import check_ignore_index, check_num_classes, label_maps
+from sdnseg.metrics.functional import (
+    check_ignore_index,
+    check_num_classes,
+    label_maps,
+    void_pixels,
+)
 
 __all__ = [
     "band_radius",
@@ -116,19 +121,7 @@ def _with_void(
     preds: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """int16/int32 copies with every ignored pixel (of the target) set to the label C in both."""
-    void = None
-    if ignore_index is not None:
-        void = target == ignore_index
-        void = void if bool(void.any()) else None
-    if target.numel() > 0:
-        checked = target if void is None else target.masked_fill(void, 0)
-        lo, hi = (int(v) for v in torch.aminmax(checked))
-        if lo < 0 or hi >= num_classes:
-            ignore = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-            raise ValueError(
-                f"target holds class id {lo if lo < 0 else hi}; expected values in "
-                f"[0, {num_classes - 1}]{ignore}"
-            )
+    void = void_pixels(target, num_classes, ignore_index)
     dtype = torch.int16 if num_classes < 2**15 - 1 else torch.int32
     preds, target = preds.to(dtype), target.to(dtype)
     if void is not None:

@@ -304,7 +304,16 @@ def _checked_counts(
     radii: list[float],
     ignore_index: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    # boundary_counts after label_maps: checks the target's values and finds the void pixels.
+    # boundary_counts after label_maps.
+    void = void_pixels(target, num_classes, ignore_index)
+    return _packed.boundary_counts(preds, target, void, num_classes, radii)
+
+
+def void_pixels(
+    target: torch.Tensor, num_classes: int, ignore_index: int | None
+) -> torch.Tensor | None:
+    """The target's ``ignore_index`` pixels (None if there are none), after checking that every
+    other value is a class id in ``[0, num_classes)``; the boundary metrics' shared target check."""
     void = None
     if ignore_index is not None and target.numel() > 0:
         void = target == ignore_index
@@ -316,7 +325,7 @@ def _checked_counts(
         for v in (lo, hi):
             if not 0 <= v < num_classes:
                 raise _bad_target_error(v, num_classes, ignore_index)
-    return _packed.boundary_counts(preds, target, void, num_classes, radii)
+    return void
 
 
 def boundary_scores(
