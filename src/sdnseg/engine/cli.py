@@ -19,8 +19,10 @@ each validation, at the end, and every ``--last_checkpoint.every_n_train_steps``
 ``--checkpoint.monitor`` (default ``val/mIoU``), all written atomically; a rich progress bar;
 SyncBatchNorm whenever DDP spans several GPUs; with ``--ckpt_path``, the network (arch, overrides,
 classes, inference mode) is taken from the checkpoint unless given; ``--postprocess crf`` for
-``test`` and ``predict``. Other subcommands (:data:`COMMANDS`) are functions
-``main(argv) -> int`` in their own modules, imported only when called.
+``test`` and ``predict``; ``--report DIR`` for ``validate`` and ``test`` writes the evaluator's
+files (:class:`~sdnseg.engine.evaluation_report.EvaluationReport`). Other subcommands
+(:data:`COMMANDS`) are functions ``main(argv) -> int`` in their own modules, imported only when
+called.
 
 Errors a user can cause (unknown model or dataset, wrong layout, class count mismatch, a
 checkpoint of another model, a diverging run) print one ``error: ...`` paragraph and exit 1; set
@@ -49,6 +51,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from sdnseg.engine.callbacks import EpochProgressBar, LastCheckpoint, PredictionWriter
 from sdnseg.engine.checkpoint_io import AtomicCheckpointIO
 from sdnseg.engine.datamodule import SegmentationDataModule
+from sdnseg.engine.evaluation_report import EvaluationReport
 from sdnseg.engine.module import SegmentationModule
 from sdnseg.inference.checkpoint import read_checkpoint
 from sdnseg.inference.images import ImageFiles, list_images, predict_loader
@@ -179,6 +182,18 @@ class SegmentationCLI(LightningCLI):
                 default=None,
                 help="Refine the softmax with DenseCRF (needs pip install 'sdnseg[crf]').",
             )
+        if subcommand in ("validate", "test"):
+            parser.add_argument(
+                "--report",
+                type=str | None,
+                default=None,
+                help="Folder for evaluation.json, per_class.csv and report.html (as sdnseg "
+                "evaluate writes): boundary F, Boundary IoU, trimap curve, confusion matrix, "
+                "error maps.",
+            )
+            parser.add_argument(
+                "--report_top_k", type=int, default=8, help="Error maps in the --report."
+            )
         if subcommand == "predict":
             parser.add_argument(
                 "--predict_path", type=str, required=True, help="An image, a folder or a glob."
@@ -271,6 +286,17 @@ class SegmentationCLI(LightningCLI):
         # SegmentationDataModule resumes mid-epoch through its sampler, whose position is in the
         # checkpoint; Lightning only looks for state on the DataLoader and would warn regardless.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+
+    def _add_report(self) -> None:
+        config = self.config[self.subcommand]
+        if config.get("report"):
+            self.trainer.callbacks.append(EvaluationReport(config.report, config.report_top_k))
+
+    def before_validate(self) -> None:
+        self._add_report()
+
+    def before_test(self) -> None:
+        self._add_report()
 
     def predict(
         self,

@@ -315,7 +315,8 @@ class SegmentationModule(L.LightningModule):
         for metric in metrics.values():
             metric.update(preds, masks)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Scores the batch; returns ``{"preds", "masks"}`` for callbacks (the ``--report``)."""
         images, masks = batch["image"], batch["mask"]
         probs = self._probs(images, masks.shape[-2:])
         # Cross-entropy of the full-resolution prediction, over labelled pixels (0 if none).
@@ -323,7 +324,9 @@ class SegmentationModule(L.LightningModule):
         loss = F.nll_loss(log_probs, masks, ignore_index=self.ignore_index, reduction="sum")
         loss = loss / (masks != self.ignore_index).sum().clamp_min(1)
         self.log("val/loss", loss, batch_size=images.shape[0], sync_dist=True)
-        self._update(self.val_metrics, probs.argmax(dim=1), masks)
+        preds = probs.argmax(dim=1)
+        self._update(self.val_metrics, preds, masks)
+        return {"preds": preds, "masks": masks}
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", {"": self.val_metrics})
@@ -336,16 +339,20 @@ class SegmentationModule(L.LightningModule):
         self.test_metrics = nn.ModuleDict({s or "ss": self._metric_group() for s in suffixes})
         self.test_metrics.to(self.device)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Scores every test variant; returns ``{"preds", "masks"}`` of the last, most refined one
+        (multi-scale if set, post-processed if set) for callbacks (the ``--report``)."""
         images, masks = batch["image"], batch["mask"]
         size = masks.shape[-2:]
         for suffix, (scales, flip) in self._variants().items():
             probs = self._probs(images, size, scales, flip)
-            self._update(self.test_metrics[suffix or "ss"], probs.argmax(dim=1), masks)
+            preds = probs.argmax(dim=1)
+            self._update(self.test_metrics[suffix or "ss"], preds, masks)
             if self.postprocess != "none":
                 refined = postprocess(self.postprocess, self._rgb(images, size), probs)
-                key = suffix + f"_{self.postprocess}"
-                self._update(self.test_metrics[key], refined.argmax(dim=1), masks)
+                preds = refined.argmax(dim=1)
+                self._update(self.test_metrics[suffix + f"_{self.postprocess}"], preds, masks)
+        return {"preds": preds, "masks": masks}
 
     def on_test_epoch_end(self) -> None:
         groups = {("" if key == "ss" else key): group for key, group in self.test_metrics.items()}
