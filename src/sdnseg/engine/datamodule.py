@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sdnseg.data import (
@@ -33,6 +34,7 @@ from sdnseg.data import (
     train_transforms,
 )
 from sdnseg.engine.sampler import ResumableRandomSampler
+from sdnseg.engine.seeding import EpochKeyedSampler, SeededItems
 
 __all__ = ["SegmentationDataModule"]
 
@@ -217,6 +219,8 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._sampler
 
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        # Its own generator: creating an iterator draws the workers' base seed from it, not from
+        # the global generator the model's dropout uses (which a resume restores).
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -224,6 +228,7 @@ class SegmentationDataModule(L.LightningDataModule):
             collate_fn=collate_segmentation,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
             **kwargs,
         )
 
@@ -234,7 +239,12 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"training split {self.train_split!r} has {len(dataset)} items, "  # type: ignore[arg-type]
                 f"fewer than batch_size={self.batch_size}"
             )
-        return self._loader(dataset, self.batch_size, sampler=self.sampler, drop_last=True)
+        return self._loader(
+            SeededItems(dataset, self.seed),
+            self.batch_size,
+            sampler=EpochKeyedSampler(self.sampler),
+            drop_last=True,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("val"), self.val_batch_size, shuffle=False)
@@ -259,7 +269,10 @@ class SegmentationDataModule(L.LightningDataModule):
         if trainer is not None:
             try:
                 loop = trainer.fit_loop
-                epoch = int(loop.epoch_progress.current.processed)
+                # The sampler's epoch (Lightning sets it as each epoch starts), not the fit loop's
+                # epoch count: at the end of fit Lightning has counted the last epoch done, even
+                # one that max_steps cut short, so that count is one ahead of these batches.
+                epoch = self.sampler.epoch
                 batches = int(loop.epoch_loop.batch_progress.current.processed)
                 return epoch, batches, min(per_epoch, trainer.num_training_batches)
             except (AttributeError, TypeError):

@@ -37,6 +37,7 @@ from torch import nn
 
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
 from sdnseg.engine import checkpoint_io
+from sdnseg.engine.callbacks import last_good_sentence
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.inference import checkpoint as ckpt
 from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
@@ -239,9 +240,8 @@ class SegmentationModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss is {loss.item()} at step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}); stopped before the update, so the "
-                "last checkpoint written is the last good one. Lower the learning rate, add "
-                "--trainer.gradient_clip_val or use fp32, then resume with --ckpt_path."
+                f"{self.current_epoch}, batch {batch_idx}); stopped before the update. "
+                + (last_good_sentence(self.trainer) if self._trainer is not None else "")
             )
         size = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
