@@ -162,7 +162,7 @@ class LastCheckpoint(Callback):
 
 
 def last_good_sentence(trainer: L.Trainer) -> str:
-    """"The last good checkpoint is <file> (step N)." — or that there is none — for messages."""
+    """ "The last good checkpoint is <file> (step N)." — or that there is none — for messages."""
     last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None and last.last_good is not None:
         path, step = last.last_good
@@ -224,6 +224,7 @@ class PredictionWriter(BasePredictionWriter):
         self.show_errors = show_errors
         self.alpha = alpha
         self.written: list[Path] = []
+        self.failed: list[str] = []  # one "path: reason" per image that could not be predicted
 
     def folder(self, trainer: L.Trainer) -> Path:
         if self.output_dir is None:
@@ -240,6 +241,9 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if prediction.get("error"):
+            self.failed.extend(prediction["error"])
+            return
         folder = self.folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         data = pl_module.metadata().data

@@ -59,7 +59,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_write(str(path).removeprefix("file://")) as temp, open(temp, "wb") as file:
             torch.save(checkpoint, file)
 
-
     def load_checkpoint(
         self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from sdnseg.data import (
 )
 from sdnseg.engine.sampler import ResumableRandomSampler
 from sdnseg.engine.seeding import EpochKeyedSampler, SeededItems
+from sdnseg.engine.verify import verify_dataset
 
 __all__ = ["SegmentationDataModule"]
 
@@ -68,6 +69,8 @@ class SegmentationDataModule(L.LightningDataModule):
             :class:`~sdnseg.data.synthetic.SyntheticShapes`.
         seed: sampler seed (and synthetic seed).
         pin_memory: pin loader memory.
+        verify: at setup, read every item of the splits used once (with a progress bar) and
+            report every bad file before training starts (:mod:`sdnseg.engine.verify`).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class SegmentationDataModule(L.LightningDataModule):
         synthetic_num_val: int = 64,
         seed: int = 0,
         pin_memory: bool = False,
+        verify: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -120,6 +124,8 @@ class SegmentationDataModule(L.LightningDataModule):
         }
         self._num_images = {"train": synthetic_num_train, "eval": synthetic_num_val}
         self.seed = seed
+        self.verify = verify
+        self._verified: set[str] = set()
         self.datasets: dict[str, Dataset] = {}
         self._sampler: ResumableRandomSampler | None = None
         self._pending_state: dict[str, int] | None = None
@@ -199,6 +205,11 @@ class SegmentationDataModule(L.LightningDataModule):
             self.datasets["val"] = self._build(self.val_split, train=False)
         if stage in (None, "test") and "test" not in self.datasets:
             self.datasets["test"] = self._build(self.test_split, train=False)
+        if self.verify:
+            for key, dataset in self.datasets.items():
+                if key not in self._verified:
+                    verify_dataset(dataset, getattr(self, f"{key}_split"))
+                    self._verified.add(key)
 
     def _dataset(self, key: str) -> Dataset:
         if key not in self.datasets:

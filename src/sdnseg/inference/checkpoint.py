@@ -353,9 +353,7 @@ def load_model(
             "was written, so it cannot predict (use an earlier checkpoint)"
         )
     state = {
-        key.removeprefix("net."): value
-        for key, value in weights.items()
-        if key.startswith("net.")
+        key.removeprefix("net."): value for key, value in weights.items() if key.startswith("net.")
     }
     try:
         model.load_state_dict(state)
