@@ -102,6 +102,7 @@ def run_signalled(tmp_path, runs, step, signum, extra=()):
     return run_subprocess([str(script), *fit_args(runs, "cut"), *extra, *hook], tmp_path)
 
 
+@pytest.mark.slow  # a subprocess and a resume; test_resume.py covers kill -9 mid-epoch in CI
 def test_kill_9_at_an_epoch_boundary_then_resume_is_exact(tmp_path, reference):
     runs = tmp_path / "runs"
     every = ["--last_checkpoint.every_n_train_steps", "6"]
@@ -125,6 +126,7 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(tmp_path, reference)
     assert_same_run(runs / "cut/version_1/checkpoints/last.ckpt", reference)
 
 
+@pytest.mark.slow  # a subprocess; the SIGTERM test runs the same path in CI
 def test_sigint_saves_and_exits_130(tmp_path):
     runs = tmp_path / "runs"
     stopped = run_signalled(tmp_path, runs, 2, signal.SIGINT)

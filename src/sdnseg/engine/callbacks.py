@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
-    Callback,
+    Checkpoint,
     ModelCheckpoint,
     RichProgressBar,
 )
@@ -75,7 +75,7 @@ class EpochProgressBar(RichProgressBar):
         return f"{description:{len(self.validation_description)}}"
 
 
-class LastCheckpoint(Callback):
+class LastCheckpoint(Checkpoint):
     """Keep ``<dirpath>/last.ckpt`` the latest good state of the run.
 
     Saved every ``every_n_train_steps`` optimiser steps (0: never by count), at the run's last
@@ -86,7 +86,9 @@ class LastCheckpoint(Callback):
     :class:`~sdnseg.engine.AtomicCheckpointIO`, which refuses weights or buffers holding NaN or
     Inf: then the run stops with an error naming the bad tensor and the last good checkpoint.
     Temporary files of killed runs (``.last.ckpt.tmp-<pid>-...``, pid no longer alive) are
-    removed from ``dirpath`` and the resumed checkpoint's folder at setup.
+    removed from ``dirpath`` and the resumed checkpoint's folder at setup. A ``Checkpoint``, so
+    that Lightning runs it after ``ModelCheckpoint``: the file then holds the best-score
+    bookkeeping of the validation it follows.
 
     Args:
         dirpath: folder; None uses ``<trainer.log_dir>/checkpoints`` like ``ModelCheckpoint``.
@@ -116,15 +118,15 @@ class LastCheckpoint(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Here, not at setup: Lightning knows the checkpoint it resumes from only after setup.
         folders = {self.dirpath}
         if trainer.ckpt_path and Path(trainer.ckpt_path).is_file():
+            self.last_good = (str(trainer.ckpt_path), trainer.global_step)
             folders.add(Path(trainer.ckpt_path).parent)
         for folder in folders:
             remove_stale_temp_files(folder)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.ckpt_path and Path(trainer.ckpt_path).is_file():
-            self.last_good = (str(trainer.ckpt_path), trainer.global_step)
 
     def save(self, trainer: L.Trainer, again: bool = False) -> Path | None:
         """Write the checkpoint now (during fit, not twice for one step unless ``again``);
