@@ -17,7 +17,7 @@ from sdnseg.engine.errors import user_message
 from sdnseg.inference.checkpoint import first_non_finite
 
 from ..data.layouts import write_folder
-from .tiny import QUIET, TINY_DATA, TINY_MODEL, tiny_fit_args
+from .tiny import QUIET, TINY_MODEL, tiny_fit_args
 
 pytestmark = pytest.mark.filterwarnings("ignore:The dirpath has changed")
 
