@@ -139,7 +139,7 @@ def test_stale_temporary_checkpoints_are_removed_at_start(tmp_path):
 def test_overrides_shadowed_by_a_resume_are_listed(trained, tmp_path):
     last = str(trained / "checkpoints/last.ckpt")
     args = [*tiny_fit_args(tmp_path, "again", 5), "--ckpt_path", last]
-    with pytest.warns(UserWarning, match=r"--model.lr 0.5 \(the checkpoint's None is used\)"):
+    with pytest.warns(UserWarning, match=r"--model.lr 0.5 \(the checkpoint's default is used\)"):
         assert main([*args, "--model.lr", "0.5"]) == 0
 
 

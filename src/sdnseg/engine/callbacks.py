@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
-    Checkpoint,
+    Callback,
     ModelCheckpoint,
     RichProgressBar,
 )
@@ -75,7 +75,7 @@ class EpochProgressBar(RichProgressBar):
         return f"{description:{len(self.validation_description)}}"
 
 
-class LastCheckpoint(Checkpoint):
+class LastCheckpoint(Callback):
     """Keep ``<dirpath>/last.ckpt`` the latest good state of the run.
 
     Saved every ``every_n_train_steps`` optimiser steps (0: never by count), at the run's last
@@ -86,9 +86,7 @@ class LastCheckpoint(Checkpoint):
     :class:`~sdnseg.engine.AtomicCheckpointIO`, which refuses weights or buffers holding NaN or
     Inf: then the run stops with an error naming the bad tensor and the last good checkpoint.
     Temporary files of killed runs (``.last.ckpt.tmp-<pid>-...``, pid no longer alive) are
-    removed from ``dirpath`` and the resumed checkpoint's folder at setup. A ``Checkpoint``, so
-    that Lightning runs it after ``ModelCheckpoint``: the file then holds the best-score
-    bookkeeping of the validation it follows.
+    removed from ``dirpath`` and the resumed checkpoint's folder at setup.
 
     Args:
         dirpath: folder; None uses ``<trainer.log_dir>/checkpoints`` like ``ModelCheckpoint``.
@@ -155,8 +153,12 @@ class LastCheckpoint(Checkpoint):
             self.save(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Again after a save at this step's end: the checkpoint then holds the validation's
-        # best-score bookkeeping too.
+        # Lightning runs ModelCheckpoint callbacks last; let them rank this validation first (their
+        # own call then skips the step), so that the file holds the best-score bookkeeping. Again
+        # after a save at this step's end, for the same reason.
+        for callback in trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                callback.on_validation_end(trainer, pl_module)
         self.save(trainer, again=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -263,6 +263,10 @@ class SegmentationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("test"), self.val_batch_size, shuffle=False)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Set the training sampler's epoch (Lightning does it, except under DDP's wrapper)."""
+        self.sampler.set_epoch(epoch)
+
     # --- resume -----------------------------------------------------------------------------
 
     def mark_consumed(self, batches: int = 1) -> None:

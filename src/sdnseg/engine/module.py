@@ -419,6 +419,13 @@ class SegmentationModule(L.LightningModule):
             datamodule = getattr(self.trainer, "datamodule", None)
             resume.warn_shadowed(checkpoint, self.hparams, getattr(datamodule, "hparams", None))
 
+    def on_train_epoch_start(self) -> None:
+        # Under DDP Lightning wraps the sampler and sets the wrapper's epoch only; the data
+        # module's sampler keys the per-sample augmentation seeds by epoch (engine/seeding.py).
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.trainer.world_size > 1 and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+
     def on_train_start(self) -> None:
         # Restored here, not at load time: Lightning creates the data-loader iterator in between,
         # which draws from the global generator; the uninterrupted run drew that at epoch start.

@@ -73,9 +73,8 @@ def shadowed_overrides(
     for section, now, saved, keys in groups:
         for key in keys:
             if key in saved and key in now and not _same(now[key], saved[key]):
-                found.append(
-                    f"--{section}.{key} {now[key]} (the checkpoint's {saved[key]} is used)"
-                )
+                used = "default" if saved[key] is None else saved[key]
+                found.append(f"--{section}.{key} {now[key]} (the checkpoint's {used} is used)")
     return found
 
 
