@@ -144,6 +144,19 @@ def _check_segmentor(model: nn.Module) -> None:
         )
 
 
+def _check_target(path: Path) -> None:
+    """Refuse, before the (slow) export, a target that cannot be written; the error names it."""
+    if path.is_dir():
+        raise ValueError(
+            f"cannot write {path}: it is a directory; give a file, e.g. {path}/model.onnx"
+        )
+    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: no write permission in {folder}")
+
+
 def _finish(path: str, output_shape: Sequence[int | str]) -> None:
     """State the output's shape (the exporter's shape inference loses it at the resize to a
     computed size) and check the model."""
@@ -195,6 +208,7 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be at least {MIN_OPSET}, got {opset}")
     path = Path(path)
+    _check_target(path)
     height, width = _example_size(model, (int(input_size[0]), int(input_size[1])), dynamic)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -295,6 +309,9 @@ def main(argv: list[str]) -> int:
         difference = verify_onnx(model, path, check)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # e.g. the disk filled up or permissions changed mid-export
+        print(f"error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
         return 1
     print(
         f"wrote {path}; onnxruntime vs PyTorch on {tuple(check.shape)}: max |diff| {difference:.2e}"

@@ -24,14 +24,28 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, RichProgressBar
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    Callback,
+    ModelCheckpoint,
+    RichProgressBar,
+)
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
+from sdnseg.engine.checkpoint_io import NonFiniteCheckpoint, remove_stale_temp_files
 from sdnseg.viz.palette import colorize
 from sdnseg.viz.segmentation import error_map
 
-__all__ = ["EpochProgressBar", "LastCheckpoint", "PredictionWriter", "last_epoch", "overlay"]
+__all__ = [
+    "BestCheckpoint",
+    "EpochProgressBar",
+    "LastCheckpoint",
+    "PredictionWriter",
+    "last_epoch",
+    "last_good_sentence",
+    "overlay",
+]
 
 
 def last_epoch(trainer: L.Trainer) -> int | None:
@@ -62,12 +76,17 @@ class EpochProgressBar(RichProgressBar):
 
 
 class LastCheckpoint(Callback):
-    """Keep ``<dirpath>/last.ckpt`` the latest state of the run.
+    """Keep ``<dirpath>/last.ckpt`` the latest good state of the run.
 
-    Saved every ``every_n_train_steps`` optimiser steps (0: never by count), after every
-    validation during fit, and at the end of fit; never twice for one step. A run that fails (a
-    diverging loss, a crash) leaves the last one written, and the writes are atomic with
-    :class:`~sdnseg.engine.AtomicCheckpointIO`.
+    Saved every ``every_n_train_steps`` optimiser steps (0: never by count), at the run's last
+    step (``max_steps`` or the last batch of ``max_epochs``), after every validation during fit,
+    and at the end of fit if nothing was saved for that step. Saves at a step's end hold what a
+    resumed run needs to continue bit for bit (see ``docs/reliability.md``). A run that fails (a
+    diverging loss, a crash) leaves the last one written; the writes are atomic with
+    :class:`~sdnseg.engine.AtomicCheckpointIO`, which refuses weights or buffers holding NaN or
+    Inf: then the run stops with an error naming the bad tensor and the last good checkpoint.
+    Temporary files of killed runs (``.last.ckpt.tmp-<pid>-...``, pid no longer alive) are
+    removed from ``dirpath`` and the resumed checkpoint's folder at setup.
 
     Args:
         dirpath: folder; None uses ``<trainer.log_dir>/checkpoints`` like ``ModelCheckpoint``.
@@ -87,6 +106,8 @@ class LastCheckpoint(Callback):
         self.filename = filename
         self.every_n_train_steps = every_n_train_steps
         self._saved_step: int | None = None
+        # (file, step) of the last checkpoint known good: written here, or the one resumed from.
+        self.last_good: tuple[str, int] | None = None
 
     @property
     def path(self) -> Path | None:
@@ -96,24 +117,92 @@ class LastCheckpoint(Callback):
         if self.dirpath is None:
             self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
-    def _save(self, trainer: L.Trainer) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Here, not at setup: Lightning knows the checkpoint it resumes from only after setup.
+        folders = {self.dirpath}
+        if trainer.ckpt_path and Path(trainer.ckpt_path).is_file():
+            self.last_good = (str(trainer.ckpt_path), trainer.global_step)
+            folders.add(Path(trainer.ckpt_path).parent)
+        for folder in folders:
+            remove_stale_temp_files(folder)
+
+    def save(self, trainer: L.Trainer, again: bool = False) -> Path | None:
+        """Write the checkpoint now (during fit, not twice for one step unless ``again``);
+        return its path, or None when nothing was written."""
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
-            return
-        if self._saved_step == trainer.global_step:
-            return
-        trainer.save_checkpoint(self.path, weights_only=False)
+            return None
+        if self._saved_step == trainer.global_step and not again:
+            return None
+        try:
+            trainer.save_checkpoint(self.path, weights_only=False)
+        except NonFiniteCheckpoint as err:
+            raise FloatingPointError(
+                f"the weights hold NaN or Inf at step {trainer.global_step}: {err.tensor}; the "
+                f"run diverged, so {err.path} was not written. {last_good_sentence(trainer)}"
+            ) from None
         self._saved_step = trainer.global_step
+        self.last_good = (str(self.path), trainer.global_step)
+        return self.path
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        period = self.every_n_train_steps
-        if period and trainer.global_step % period == 0:
-            self._save(trainer)
+        period, step = self.every_n_train_steps, trainer.global_step
+        last_step = 0 < trainer.max_steps <= step or (
+            trainer.is_last_batch and trainer.current_epoch == last_epoch(trainer)
+        )
+        if (period and step % period == 0) or last_step:
+            self.save(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer)
+        # Lightning runs ModelCheckpoint callbacks last; let them rank this validation first (their
+        # own call then skips the step), so that the file holds the best-score bookkeeping. Again
+        # after a save at this step's end, for the same reason.
+        for callback in trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                callback.on_validation_end(trainer, pl_module)
+        self.save(trainer, again=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer)
+        self.save(trainer)
+
+
+def last_good_sentence(trainer: L.Trainer) -> str:
+    """ "The last good checkpoint is <file> (step N)." — or that there is none — for messages."""
+    last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+    if last is not None and last.last_good is not None:
+        path, step = last.last_good
+        return (
+            f"The last good checkpoint is {path} (step {step}): lower the learning rate, add "
+            "--trainer.gradient_clip_val or use fp32, then resume from it with --ckpt_path "
+            f"{path} --resume_mode weights (new hyper-parameters take effect; docs/reliability.md)."
+        )
+    return (
+        "No checkpoint was written before that: lower the learning rate, add "
+        "--trainer.gradient_clip_val or use fp32, and start again."
+    )
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose best-score tracking survives a resume into a new run folder.
+
+    Lightning restores ``best_model_score`` and ``best_k_models`` only when the folder is the
+    same; each ``sdnseg fit`` run (a resume included) writes to a new ``version_N``, so the
+    tracking restarted and the first validation after a resume was "best" whatever its score.
+    Here the whole state is restored; files of an earlier run's folder are never deleted when a
+    better checkpoint replaces them (only this run's own).
+    """
+
+    @property
+    def state_key(self) -> str:
+        # The plain ModelCheckpoint's key, so that checkpoints written before this class match.
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict({**state_dict, "dirpath": self.dirpath})
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self.dirpath is not None and Path(filepath).parent != Path(self.dirpath):
+            return  # another run's file: left where it is
+        super()._remove_checkpoint(trainer, filepath)
 
 
 def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -139,6 +228,7 @@ class PredictionWriter(BasePredictionWriter):
         self.show_errors = show_errors
         self.alpha = alpha
         self.written: list[Path] = []
+        self.failed: list[str] = []  # one "path: reason" per image that could not be predicted
 
     def folder(self, trainer: L.Trainer) -> Path:
         if self.output_dir is None:
@@ -155,6 +245,9 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if prediction.get("error"):
+            self.failed.extend(prediction["error"])
+            return
         folder = self.folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         data = pl_module.metadata().data

@@ -7,7 +7,9 @@ generators' states, so a resumed run continues the uninterrupted one bit for bit
 plain Python and tensors, so ``torch.load(..., weights_only=True)`` reads it.
 
 Writes go through :class:`AtomicCheckpointIO` (:func:`sdnseg.io.atomic_write`), so a crash
-mid-write leaves the previous ``last.ckpt`` whole.
+mid-write leaves the previous ``last.ckpt`` whole, and never write a checkpoint whose weights or
+buffers hold NaN or Inf (:class:`NonFiniteCheckpoint`): the file on disk stays the last good one.
+Reads give one-line errors naming the file (:func:`sdnseg.inference.checkpoint.load_file`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,25 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from sdnseg.inference.checkpoint import CheckpointRecord
-from sdnseg.io import atomic_write
+from sdnseg.inference.checkpoint import CheckpointRecord, first_non_finite, load_file
+from sdnseg.io import TEMP_MARKER, atomic_write
 
-__all__ = ["RNG_KEY", "AtomicCheckpointIO", "check_compatible", "get_rng_state", "set_rng_state"]
+__all__ = [
+    "RNG_KEY",
+    "AtomicCheckpointIO",
+    "NonFiniteCheckpoint",
+    "check_compatible",
+    "get_rng_state",
+    "remove_stale_temp_files",
+    "set_rng_state",
+]
 
 RNG_KEY = "sdnseg_rng"
 
@@ -43,8 +54,58 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
+        if (bad := first_non_finite(checkpoint.get("state_dict", {}))) is not None:
+            raise NonFiniteCheckpoint(path, bad)
         with atomic_write(str(path).removeprefix("file://")) as temp, open(temp, "wb") as file:
             torch.save(checkpoint, file)
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Lightning's reader for local files, with :func:`~sdnseg.inference.checkpoint.load_file`'s
+        one-line errors (empty, truncated, not a checkpoint) naming the file."""
+        if weights_only is False or ("://" in str(path) and not str(path).startswith("file://")):
+            return super().load_checkpoint(path, map_location, weights_only)
+        return load_file(str(path).removeprefix("file://"), map_location)
+
+
+class NonFiniteCheckpoint(FloatingPointError):
+    """A checkpoint was not written because a weight or buffer holds NaN or Inf.
+
+    Attributes:
+        path: the file that was not written.
+        tensor: the first bad tensor, with its count of non-finite values.
+    """
+
+    def __init__(self, path: str | os.PathLike, tensor: str) -> None:
+        self.path, self.tensor = str(path), tensor
+        super().__init__(f"not writing checkpoint {path}: {tensor}")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder``; return them.
+
+    :func:`sdnseg.io.atomic_write` names them ``.<name>.tmp-<pid>-<random><suffix>``; a file whose
+    writer process is no longer alive will never be renamed (``kill -9`` mid-write). Files of
+    live processes are left alone.
+    """
+    removed = []
+    for temp in Path(folder).glob(f".*{TEMP_MARKER}*") if Path(folder).is_dir() else []:
+        pid = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -43,16 +43,23 @@ from typing import Any, Literal, NoReturn
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from sdnseg.engine.callbacks import EpochProgressBar, LastCheckpoint, PredictionWriter
+from sdnseg.engine import errors, resume
+from sdnseg.engine.callbacks import (
+    BestCheckpoint,
+    EpochProgressBar,
+    LastCheckpoint,
+    PredictionWriter,
+)
 from sdnseg.engine.checkpoint_io import AtomicCheckpointIO
 from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.evaluation_report import EvaluationReport
 from sdnseg.engine.module import SegmentationModule
+from sdnseg.engine.signals import SaveOnSignal
 from sdnseg.inference.checkpoint import read_checkpoint
 from sdnseg.inference.images import ImageFiles, list_images, predict_loader
 from sdnseg.inference.postprocess import require_crf
@@ -159,7 +166,7 @@ class SegmentationCLI(LightningCLI):
             "--name", type=str | None, default=None, help="Run name; default <arch>_<data.name>."
         )
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of the run folders.")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")  # the best one
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")  # the best one
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/mIoU",
@@ -175,6 +182,15 @@ class SegmentationCLI(LightningCLI):
         self, klass: type, subcommand: str, **kwargs: Any
     ) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--resume_mode",
+                type=Literal["full", "weights"],
+                default="full",
+                help="With --ckpt_path: 'full' restores everything (optimiser, schedule, step; "
+                "their options given again are shadowed, with a warning), 'weights' loads the "
+                "weights only and starts a new run with this command's hyper-parameters.",
+            )
         if subcommand in ("test", "predict"):
             parser.add_argument(
                 "--postprocess",
@@ -265,6 +281,7 @@ class SegmentationCLI(LightningCLI):
             version = _next_version(root / name)  # one number for both loggers
             csv = CSVLogger(root, name=name, version=version)
             _ = csv.experiment  # create the folder now: CSVLogger warns if it finds files there
+            errors.note_run_dir(Path(csv.log_dir))  # removed again if the run fails at once
             tensorboard = TensorBoardLogger(
                 root, name=name, version=version, default_hp_metric=False
             )
@@ -277,7 +294,8 @@ class SegmentationCLI(LightningCLI):
         if trainer.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            kwargs["callbacks"] = [*callbacks, EpochProgressBar()]
+            callbacks = [*callbacks, EpochProgressBar()]
+        kwargs["callbacks"] = [*callbacks, SaveOnSignal()]
         return super().instantiate_trainer(**kwargs)
 
     # --- subcommands ------------------------------------------------------------------------
@@ -286,6 +304,10 @@ class SegmentationCLI(LightningCLI):
         # SegmentationDataModule resumes mid-epoch through its sampler, whose position is in the
         # checkpoint; Lightning only looks for state on the DataLoader and would warn regardless.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+        config = self.config_init[self.subcommand]
+        if config.get("resume_mode") == "weights" and config.get("ckpt_path"):
+            resume.load_weights(self.model, config.ckpt_path)
+            config.ckpt_path = None  # a new run from step 0: no optimiser, schedule or step
 
     def _add_report(self) -> None:
         config = self.config[self.subcommand]
@@ -323,6 +345,12 @@ class SegmentationCLI(LightningCLI):
             model, dataloaders=loader, ckpt_path=ckpt_path, return_predictions=False
         )
         self.prediction_dir = writer.folder(self.trainer)
+        if writer.failed:
+            raise ValueError(
+                f"wrote the predictions of {len(dataset) - len(writer.failed)} of "
+                f"{len(dataset)} images to {self.prediction_dir}; {len(writer.failed)} failed: "
+                + "; ".join(writer.failed)
+            )
 
 
 def _run_command(name: str, argv: list[str]) -> int:
@@ -350,17 +378,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Lightning's DDP launcher re-runs sys.argv in each extra process, so it must be this command.
     saved_argv = sys.argv
     sys.argv = [saved_argv[0] if saved_argv else "sdnseg", *argv]
+    failed = True
     try:
         SegmentationCLI()
+        failed = False
     except SystemExit as exit_:
+        failed = not isinstance(exit_.code, int) or exit_.code != 0
         return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     except USER_ERRORS as err:
         if os.environ.get("SDNSEG_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {errors.user_message(err)}", file=sys.stderr)
         return 1
     finally:
         sys.argv = saved_argv
+        errors.end_run_dirs(failed)
     return 0
 
 

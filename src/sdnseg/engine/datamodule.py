@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sdnseg.data import (
@@ -33,6 +34,8 @@ from sdnseg.data import (
     train_transforms,
 )
 from sdnseg.engine.sampler import ResumableRandomSampler
+from sdnseg.engine.seeding import EpochKeyedSampler, SeededItems
+from sdnseg.engine.verify import verify_dataset
 
 __all__ = ["SegmentationDataModule"]
 
@@ -66,6 +69,8 @@ class SegmentationDataModule(L.LightningDataModule):
             :class:`~sdnseg.data.synthetic.SyntheticShapes`.
         seed: sampler seed (and synthetic seed).
         pin_memory: pin loader memory.
+        verify: at setup, read every item of the splits used once (with a progress bar) and
+            report every bad file before training starts (:mod:`sdnseg.engine.verify`).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class SegmentationDataModule(L.LightningDataModule):
         synthetic_num_val: int = 64,
         seed: int = 0,
         pin_memory: bool = False,
+        verify: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -118,6 +124,8 @@ class SegmentationDataModule(L.LightningDataModule):
         }
         self._num_images = {"train": synthetic_num_train, "eval": synthetic_num_val}
         self.seed = seed
+        self.verify = verify
+        self._verified: set[str] = set()
         self.datasets: dict[str, Dataset] = {}
         self._sampler: ResumableRandomSampler | None = None
         self._pending_state: dict[str, int] | None = None
@@ -197,6 +205,11 @@ class SegmentationDataModule(L.LightningDataModule):
             self.datasets["val"] = self._build(self.val_split, train=False)
         if stage in (None, "test") and "test" not in self.datasets:
             self.datasets["test"] = self._build(self.test_split, train=False)
+        if self.verify:
+            for key, dataset in self.datasets.items():
+                if key not in self._verified:
+                    verify_dataset(dataset, getattr(self, f"{key}_split"))
+                    self._verified.add(key)
 
     def _dataset(self, key: str) -> Dataset:
         if key not in self.datasets:
@@ -217,6 +230,8 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._sampler
 
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        # Its own generator: creating an iterator draws the workers' base seed from it, not from
+        # the global generator the model's dropout uses (which a resume restores).
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -224,6 +239,7 @@ class SegmentationDataModule(L.LightningDataModule):
             collate_fn=collate_segmentation,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
             **kwargs,
         )
 
@@ -234,13 +250,22 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"training split {self.train_split!r} has {len(dataset)} items, "  # type: ignore[arg-type]
                 f"fewer than batch_size={self.batch_size}"
             )
-        return self._loader(dataset, self.batch_size, sampler=self.sampler, drop_last=True)
+        return self._loader(
+            SeededItems(dataset, self.seed),
+            self.batch_size,
+            sampler=EpochKeyedSampler(self.sampler),
+            drop_last=True,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("val"), self.val_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("test"), self.val_batch_size, shuffle=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the training sampler's epoch (Lightning does it, except under DDP's wrapper)."""
+        self.sampler.set_epoch(epoch)
 
     # --- resume -----------------------------------------------------------------------------
 
@@ -259,7 +284,10 @@ class SegmentationDataModule(L.LightningDataModule):
         if trainer is not None:
             try:
                 loop = trainer.fit_loop
-                epoch = int(loop.epoch_progress.current.processed)
+                # The sampler's epoch (Lightning sets it as each epoch starts), not the fit loop's
+                # epoch count: at the end of fit Lightning has counted the last epoch done, even
+                # one that max_steps cut short, so that count is one ahead of these batches.
+                epoch = self.sampler.epoch
                 batches = int(loop.epoch_loop.batch_progress.current.processed)
                 return epoch, batches, min(per_epoch, trainer.num_training_batches)
             except (AttributeError, TypeError):

@@ -36,7 +36,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
-from sdnseg.engine import checkpoint_io
+from sdnseg.engine import checkpoint_io, resume
+from sdnseg.engine.callbacks import last_good_sentence
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.inference import checkpoint as ckpt
 from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
@@ -154,6 +155,8 @@ class SegmentationModule(L.LightningModule):
         self.lr = lr if lr is not None else default_lr
         self.weight_decay = weight_decay if weight_decay is not None else default_wd
         self.min_lr = min_lr if min_lr is not None else (1e-4 if optimizer == "sgd" else 0.0)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.min_lr < self.lr:
             raise ValueError(f"min_lr must be in [0, lr={self.lr}), got {self.min_lr}")
         self.eval_mode = eval_mode or "whole"
@@ -239,9 +242,8 @@ class SegmentationModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss is {loss.item()} at step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}); stopped before the update, so the "
-                "last checkpoint written is the last good one. Lower the learning rate, add "
-                "--trainer.gradient_clip_val or use fp32, then resume with --ckpt_path."
+                f"{self.current_epoch}, batch {batch_idx}); stopped before the update. "
+                + (last_good_sentence(self.trainer) if self._trainer is not None else "")
             )
         size = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
@@ -379,7 +381,10 @@ class SegmentationModule(L.LightningModule):
                 metric.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """Label maps at each image's own size (batch size 1: images differ in size)."""
+        """Label maps at each image's own size (batch size 1: images differ in size); an image
+        that could not be read passes its error on to the writer."""
+        if batch.get("error"):
+            return {"labels": None, "path": batch["path"], "error": batch["error"]}
         images = batch["image"]
         size = [int(s) for s in batch["size"][0]]
         probs = self._probs(images, size, self.test_scales, self.test_flip)
@@ -408,6 +413,8 @@ class SegmentationModule(L.LightningModule):
         record = ckpt.read_record(checkpoint)
         config = self.model_config.to_dict() if self.model_config else None
         checkpoint_io.check_compatible(record, self.arch, config, self.num_classes)
+        path = getattr(self._trainer, "ckpt_path", None) or "checkpoint"
+        resume.check_state_fits(self, checkpoint.get("state_dict", {}), path)
         if self.data_info.classes is None:  # no datamodule: the checkpoint's data describes it
             self.data_info = record.data
         self._rng_to_restore = checkpoint.get(checkpoint_io.RNG_KEY)
@@ -415,6 +422,16 @@ class SegmentationModule(L.LightningModule):
             # Evaluating: the checkpoint callbacks' state (best score, paths) is of no use, and
             # Lightning would warn about every callback of the training run it cannot match.
             checkpoint.pop("callbacks", None)
+        elif self._trainer is not None:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            resume.warn_shadowed(checkpoint, self.hparams, getattr(datamodule, "hparams", None))
+
+    def on_train_epoch_start(self) -> None:
+        # Under DDP Lightning wraps the sampler and sets the wrapper's epoch only; the data
+        # module's sampler keys the per-sample augmentation seeds by epoch (engine/seeding.py).
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.trainer.world_size > 1 and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
 
     def on_train_start(self) -> None:
         # Restored here, not at load time: Lightning creates the data-loader iterator in between,

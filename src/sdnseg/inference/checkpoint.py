@@ -38,6 +38,8 @@ __all__ = [
     "CheckpointRecord",
     "DataInfo",
     "InferenceSettings",
+    "first_non_finite",
+    "load_file",
     "load_model",
     "read_checkpoint",
     "read_record",
@@ -253,13 +255,64 @@ def read_checkpoint(
         ValueError: an unreadable file, not an sdnseg checkpoint, or a record of an unknown
             format version.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as err:  # any unreadable file: say which and why
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from None
+    checkpoint = load_file(path, map_location, mmap=mmap)
     return checkpoint, read_record(checkpoint, path)
+
+
+# Every file torch.save writes (the zip format, PyTorch >= 1.6) starts with a zip entry header.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def load_file(
+    path: str | os.PathLike, map_location: Any = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``, with one-line errors naming the file and why.
+
+    torch's own errors for a bad file do not say which file, or mislead: an empty file gives an
+    empty ``EOFError`` (or, mapped, "mmap can only be used with files saved with torch.save"),
+    a text file ``KeyError: 101``. The file's size and first bytes tell the reason instead.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: empty, truncated or damaged, not a PyTorch file, or not a checkpoint (a dict).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    size = file.stat().st_size
+    if size == 0:
+        raise ValueError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
+    with open(file, "rb") as handle:
+        magic = handle.read(len(_ZIP_MAGIC))
+    if magic != _ZIP_MAGIC:
+        raise ValueError(
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint (it does not start with "
+            f"the zip header torch.save writes; first bytes {magic!r})"
+        )
+    try:
+        checkpoint = torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as err:  # a zip that torch cannot read: cut short or damaged
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"cannot read checkpoint {path} ({size} bytes): truncated or damaged ({detail})"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"cannot read checkpoint {path}: it holds a {type(checkpoint).__name__}, not a "
+            "checkpoint dict"
+        )
+    return checkpoint
+
+
+def first_non_finite(tensors: Mapping[str, Any]) -> str | None:
+    """The name of the first floating-point tensor in ``tensors`` holding a NaN or an Inf, with
+    its count of such values ("name (3 of 64 values)"), or None when all are finite."""
+    for name, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                return f"{name} ({bad} of {value.numel()} values non-finite)"
+    return None
 
 
 def load_model(
@@ -280,7 +333,8 @@ def load_model(
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not an sdnseg checkpoint, or weights that do not fit ``model``.
+        ValueError: an unreadable file, not an sdnseg checkpoint, weights holding NaN or Inf, or
+            weights that do not fit ``model``.
     """
     checkpoint, record = read_checkpoint(path, map_location)
     if model is None:
@@ -290,10 +344,16 @@ def load_model(
                 "load_model(path, model=...)"
             )
         model = build_model(ModelConfig.from_dict(record.model_config), record.num_classes)
+    weights = checkpoint.get("state_dict")
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"{path} has no state_dict (the weights); the file is damaged or edited")
+    if (bad := first_non_finite(weights)) is not None:
+        raise ValueError(
+            f"{path} holds non-finite weights: {bad}; the run diverged before this checkpoint "
+            "was written, so it cannot predict (use an earlier checkpoint)"
+        )
     state = {
-        key.removeprefix("net."): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith("net.")
+        key.removeprefix("net."): value for key, value in weights.items() if key.startswith("net.")
     }
     try:
         model.load_state_dict(state)

@@ -66,7 +66,7 @@ class ImageFiles(Dataset[dict[str, Any]]):
         mask_dir: folder of masks named like the images.
 
     Items: ``image`` float32 (3, h, w), ``rgb`` uint8 (3, H, W), ``size`` (H, W), ``path`` str,
-    ``mask`` int64 (H, W) or None.
+    ``mask`` int64 (H, W) or None; an unreadable file gives ``path`` and ``error`` only.
     """
 
     def __init__(
@@ -87,7 +87,14 @@ class ImageFiles(Dataset[dict[str, Any]]):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.paths[index]
+        """The item; for a file that cannot be read, ``{"path", "error"}`` instead, so that one
+        bad file does not stop the others being predicted."""
+        try:
+            return self._load(self.paths[index])
+        except (FileNotFoundError, ValueError) as err:
+            return {"path": str(self.paths[index]), "error": str(err)}
+
+    def _load(self, path: Path) -> dict[str, Any]:
         rgb = read_image(path)
         image = self.transform({"image": tv_tensors.Image(rgb)})["image"]
         mask = None
@@ -109,6 +116,8 @@ class ImageFiles(Dataset[dict[str, Any]]):
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     (item,) = items  # batch size 1: images differ in size
+    if "error" in item:
+        return {"path": [item["path"]], "error": [item["error"]]}
     batch = {key: item[key][None] for key in ("image", "rgb", "size")}
     batch["path"] = [item["path"]]
     batch["mask"] = [item["mask"]]
