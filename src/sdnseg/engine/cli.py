@@ -49,6 +49,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from sdnseg.engine.callbacks import EpochProgressBar, LastCheckpoint, PredictionWriter
 from sdnseg.engine.checkpoint_io import AtomicCheckpointIO
 from sdnseg.engine.datamodule import SegmentationDataModule
+from sdnseg.engine.image_logging import ValidationImages
 from sdnseg.engine.module import SegmentationModule
 from sdnseg.inference import hub, load_model
 from sdnseg.inference.checkpoint import DataInfo, read_checkpoint
@@ -258,11 +259,13 @@ class SegmentationCLI(LightningCLI):
                 root, name=name, version=version, default_hp_metric=False
             )
             kwargs["logger"] = [tensorboard, csv]
+            # Overlays and error maps of fixed validation images at every validation.
+            kwargs["callbacks"] = [*(trainer.get("callbacks") or []), ValidationImages()]
         plugins = trainer.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        callbacks = list(trainer.get("callbacks") or [])
+        callbacks = list(kwargs.get("callbacks") or trainer.get("callbacks") or [])
         if trainer.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
