@@ -4,7 +4,7 @@ On the built-in synthetic data (no download), train a baseline and its +SDN twin
 seed and schedule, evaluate both on the same validation images, print a side-by-side table and
 write two figures: predictions with error maps, and classical diffusion (Eq. 3–4).
 
-Budget. The defaults (FCN-R18-D8 at 64×64, 250 steps of batch 8 per model, one seed) were set by
+Budget. The defaults (FCN-R18-D8 at 64×64, 200 steps of batch 8 per model, one seed) were set by
 time alone, to finish within 5 minutes on 2 CPU cores, never by which model wins. One seed of a
 short synthetic run can go either way; ``--seeds 0 1 2`` trains each pair per seed and shows the
 mean, the spread and how many seeds SDN led, and the output points to the CamVid study
@@ -35,7 +35,7 @@ ROWS = ("mIoU", "BF@1px", "BF@3px", "BF@1px_skip", "BF@3px_skip")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sdnseg demo", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="fcn_r18d8", help="baseline; its twin is <arch>_sdn")
-    parser.add_argument("--steps", type=int, default=250, help="training iterations per model")
+    parser.add_argument("--steps", type=int, default=200, help="training iterations per model")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--size", type=int, default=64, help="synthetic image size")
     parser.add_argument("--num_train", type=int, default=512)
