@@ -1,6 +1,33 @@
 import os
+from importlib.metadata import PackageNotFoundError, version
 
 import torch
+
+# What the run used, printed at the top of every pytest session (so of every CI log): the lower
+# bounds in pyproject.toml are checked against these.
+_VERSIONS = (
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "torchmetrics",
+    "numpy",
+    "huggingface_hub",
+    "safetensors",
+    "onnx",
+    "onnxruntime",
+    "segmentation-models-pytorch",
+)
+
+
+def pytest_report_header(config):
+    found = []
+    for name in _VERSIONS:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ["sdnseg ran with: " + ", ".join(found)]
 
 
 def pytest_configure(config):

@@ -278,8 +278,34 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, input: torch.Tensor) 
     return float(abs(actual - expected).max())
 
 
+def export_hub(ckpt_path: str | os.PathLike, directory: str | os.PathLike) -> Path:
+    """A training checkpoint as a Hub-style folder (``Segmentor.save_pretrained``): weights,
+    ``config.json`` with the checkpoint's classes, palette, normalisation and inference mode, and
+    a model card with its last validation metrics (:data:`sdnseg.inference.hub.METRICS_KEY`).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`sdnseg.load_model` for the checkpoint.
+    """
+    from sdnseg.inference import load_model, read_checkpoint
+    from sdnseg.inference.hub import DATA_KEYS, METRICS_KEY
+
+    checkpoint, record = read_checkpoint(ckpt_path, mmap=True)
+    net = load_model(ckpt_path).net
+    step, epoch = checkpoint.get("global_step"), checkpoint.get("epoch")
+    data = {key: getattr(record.data, key) for key in DATA_KEYS}
+    net.save_pretrained(
+        directory,
+        **data,
+        inference=record.inference.to_dict(),
+        metrics=checkpoint.get(METRICS_KEY) or {},
+        metrics_source=f"Last validation of `{Path(ckpt_path).name}` (step {step}, epoch {epoch}):",
+    )
+    return Path(directory)
+
+
 def main(argv: list[str]) -> int:
-    """``sdnseg export``: a checkpoint (or a zoo model) to ONNX, checked with onnxruntime."""
+    """``sdnseg export``: a checkpoint (or a zoo model) to ONNX, checked with onnxruntime, or
+    (``--format hub``) a checkpoint to a ``save_pretrained`` folder."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="sdnseg export", description=main.__doc__)
@@ -287,12 +313,24 @@ def main(argv: list[str]) -> int:
     source.add_argument("--ckpt_path", help="an sdnseg checkpoint (sdnseg fit)")
     source.add_argument("--arch", help="a zoo model with random weights, e.g. fcn_r18d8_sdn")
     parser.add_argument("--num_classes", type=int, default=19, help="with --arch")
-    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--output", help="the .onnx file (--format hub: the folder) to write")
+    parser.add_argument("target", nargs="?", help="the same as --output")
+    parser.add_argument(
+        "--format", choices=("onnx", "hub"), default="onnx", help="hub: save_pretrained folder"
+    )
     parser.add_argument("--input_size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--static", action="store_true", help="fix batch 1 and --input_size")
     parser.add_argument("--opset", type=int, default=None)
     args = parser.parse_args(argv)
+    if (args.output is None) == (args.target is None):
+        parser.error("give the output once: --output PATH or PATH")
+    args.output = args.output or args.target
     try:
+        if args.format == "hub":
+            if not args.ckpt_path:
+                raise ValueError("--format hub needs --ckpt_path (a training checkpoint)")
+            print(f"wrote {export_hub(args.ckpt_path, args.output)} (Segmentor.from_pretrained)")
+            return 0
         if args.ckpt_path:
             from sdnseg.inference import load_model
 

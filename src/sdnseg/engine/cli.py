@@ -58,9 +58,11 @@ from sdnseg.engine.callbacks import (
 from sdnseg.engine.checkpoint_io import AtomicCheckpointIO
 from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.evaluation_report import EvaluationReport
+from sdnseg.engine.image_logging import ValidationImages
 from sdnseg.engine.module import SegmentationModule
 from sdnseg.engine.signals import SaveOnSignal
-from sdnseg.inference.checkpoint import read_checkpoint
+from sdnseg.inference import hub, load_model
+from sdnseg.inference.checkpoint import DataInfo, read_checkpoint
 from sdnseg.inference.images import ImageFiles, list_images, predict_loader
 from sdnseg.inference.postprocess import require_crf
 
@@ -235,8 +237,11 @@ class SegmentationCLI(LightningCLI):
         path = config.get("ckpt_path")
         if not path or path in _LIGHTNING_CKPT_ALIASES:
             return
-        checkpoint, _ = read_checkpoint(path, mmap=True)
-        hparams = checkpoint.get("hyper_parameters") or {}
+        if Path(path).is_dir():  # a save_pretrained folder (sdnseg export --format hub)
+            hparams = hub.module_arguments(hub.read_pretrained_config(path))
+        else:
+            checkpoint, _ = read_checkpoint(path, mmap=True)
+            hparams = checkpoint.get("hyper_parameters") or {}
         for key in FROM_CHECKPOINT:
             if config.model.get(key) is None and hparams.get(key) is not None:
                 config.model[key] = hparams[key]
@@ -286,11 +291,13 @@ class SegmentationCLI(LightningCLI):
                 root, name=name, version=version, default_hp_metric=False
             )
             kwargs["logger"] = [tensorboard, csv]
+            # Overlays and error maps of fixed validation images at every validation.
+            kwargs["callbacks"] = [*(trainer.get("callbacks") or []), ValidationImages()]
         plugins = trainer.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        callbacks = list(trainer.get("callbacks") or [])
+        callbacks = list(kwargs.get("callbacks") or trainer.get("callbacks") or [])
         if trainer.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
@@ -329,7 +336,13 @@ class SegmentationCLI(LightningCLI):
     ) -> None:
         """Label ``--predict_path`` and write PNGs (see :class:`PredictionWriter`)."""
         config = self.config[self.subcommand]
-        data = read_checkpoint(ckpt_path, mmap=True)[1].data
+        if Path(ckpt_path).is_dir():  # a save_pretrained folder: its weights, no Lightning state
+            predictor = load_model(ckpt_path)
+            model.net.load_state_dict(predictor.net.state_dict())
+            model.data_info = data = DataInfo(**{k: getattr(predictor, k) for k in hub.DATA_KEYS})
+            ckpt_path = None
+        else:
+            data = read_checkpoint(ckpt_path, mmap=True)[1].data
         dataset = ImageFiles(
             list_images(config.predict_path),
             base_size=data.base_size,

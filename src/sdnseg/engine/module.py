@@ -40,6 +40,7 @@ from sdnseg.engine import checkpoint_io, resume
 from sdnseg.engine.callbacks import last_good_sentence
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.inference import checkpoint as ckpt
+from sdnseg.inference import hub
 from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
 from sdnseg.inference.predictor import probabilities
 from sdnseg.metrics import BoundaryFScore, SegmentationMetrics
@@ -407,6 +408,9 @@ class SegmentationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[ckpt.METADATA_KEY] = self.metadata().to_dict()
+        # The last validation's numbers, for the model card of `sdnseg export --format hub`.
+        logged = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint[hub.METRICS_KEY] = hub.metrics_record(logged)
         checkpoint[checkpoint_io.RNG_KEY] = checkpoint_io.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

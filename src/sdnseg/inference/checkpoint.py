@@ -28,6 +28,7 @@ from torch import nn
 
 from sdnseg.data import IGNORE_INDEX, default_palette
 from sdnseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from sdnseg.inference.hub import load_pretrained
 from sdnseg.inference.predictor import Predictor
 from sdnseg.models import ModelConfig, build_model
 
@@ -326,7 +327,8 @@ def load_model(
     >>> labels = model.predict(image)  # PIL / uint8 array / tensor -> (H, W) int64
 
     Args:
-        path: a checkpoint written by ``sdnseg fit`` / :class:`SegmentationModule`.
+        path: a checkpoint written by ``sdnseg fit`` / :class:`SegmentationModule`, or a
+            folder written by ``Segmentor.save_pretrained`` (:mod:`sdnseg.inference.hub`).
         map_location: device for the weights.
         model: the segmentor to load the weights into, for checkpoints of a model given from
             Python (zoo models are rebuilt from the stored configuration).
@@ -336,6 +338,8 @@ def load_model(
         ValueError: an unreadable file, not an sdnseg checkpoint, weights holding NaN or Inf, or
             weights that do not fit ``model``.
     """
+    if Path(path).is_dir():  # a Segmentor.save_pretrained folder (sdnseg export --format hub)
+        return load_pretrained(path, map_location)
     checkpoint, record = read_checkpoint(path, map_location)
     if model is None:
         if record.model_config is None:

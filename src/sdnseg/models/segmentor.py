@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sdnseg.models.hub import SegmentorHubMixin
 from sdnseg.models.padding import crop_padding, pad_to_multiple
 
 MODES = ("whole", "slide")
@@ -51,8 +52,11 @@ class SegmentorOutput:
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Segmentor(nn.Module):
+class Segmentor(nn.Module, SegmentorHubMixin):
     """Backbone, optional neck, decode head and optional auxiliary head.
+
+    ``save_pretrained(dir)`` / ``Segmentor.from_pretrained(dir_or_repo_id)`` / ``push_to_hub``
+    save and load zoo models Hub-style (:mod:`sdnseg.models.hub`).
 
     Args:
         backbone: returns a list of features and has ``reductions`` (a :class:`Backbone`).
