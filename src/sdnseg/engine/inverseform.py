@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -181,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = edge_maps(_masks(args.data, args.root, args.train_split, options), recipe.radius)
         held = edge_maps(_masks(args.data, args.root, args.val_split, options), recipe.radius)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 1
     net = train_inverse_net(train, recipe)
     report = evaluate_inverse_net(net, held, recipe)
