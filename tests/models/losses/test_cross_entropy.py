@@ -50,12 +50,12 @@ def test_class_weight_of_the_wrong_length_names_both_sizes():
 
 def test_median_frequency_weights_follow_segnets_definition():
     masks = [
-        torch.tensor([[0, 0, 1, 1], [0, 0, 1, 255]]),  # 7 labelled pixels: 4 of class 0, 3 of 1
+        torch.tensor([[0, 0, 1, 1], [0, 0, 1, 255]]),  # 8 pixels: 4 of class 0, 3 of 1, 1 void
         torch.tensor([[0, 2, 2, 2], [0, 2, 2, 2]]),  # 8 pixels: 2 of class 0, 6 of class 2
     ]
     pixels, image_pixels = class_pixel_counts(masks, num_classes=4)
-    assert pixels.tolist() == [6, 3, 6, 0] and image_pixels.tolist() == [15, 7, 8, 0]
-    freq = np.array([6 / 15, 3 / 7, 6 / 8])
+    assert pixels.tolist() == [6, 3, 6, 0] and image_pixels.tolist() == [16, 8, 8, 0]
+    freq = np.array([6 / 16, 3 / 8, 6 / 8])
     expected = np.median(freq) / freq
     weights = median_frequency_weights(pixels, image_pixels)
     np.testing.assert_allclose(weights[:3].numpy(), expected, rtol=1e-6)

@@ -23,7 +23,9 @@ MEDIAN_FREQUENCY = "median_frequency"
 def class_pixel_counts(
     masks: Iterable[torch.Tensor], num_classes: int, ignore_index: int = 255
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per class: its pixels, and the pixels of the images it appears in (both float64, (C,)).
+    """Per class: its pixels, and all pixels (ignored ones included, as Eigen & Fergus count
+    "the total number of pixels in images where c is present") of the images it appears in; both
+    float64 (C,).
 
     Raises:
         ValueError: a mask holds an id outside ``[0, num_classes)`` other than ``ignore_index``.
@@ -32,6 +34,7 @@ def class_pixel_counts(
     image_pixels = torch.zeros(num_classes, dtype=torch.float64)
     for index, mask in enumerate(masks):
         labels = torch.as_tensor(mask).reshape(-1).long()
+        size = labels.numel()
         labels = labels[labels != ignore_index]
         if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(
@@ -39,7 +42,7 @@ def class_pixel_counts(
             )
         counts = torch.bincount(labels, minlength=num_classes).double()
         pixels += counts
-        image_pixels += (counts > 0).double() * labels.numel()
+        image_pixels += (counts > 0).double() * size
     return pixels, image_pixels
 
 
@@ -50,7 +53,7 @@ def median_frequency_weights(
 
     Args:
         pixels: labelled pixels of each class.
-        image_pixels: labelled pixels of the images each class appears in; None uses the total of
+        image_pixels: pixels of the images each class appears in; None uses the total of
             ``pixels`` for every class (plain frequencies, when only class counts are known).
 
     Returns:
