@@ -44,7 +44,9 @@ def test_wrong_class_weight_length_and_missing_edge_head_are_named():
     ):
         training_loss(spec, net, "fcn_r18d8", 6, 255, 0.4)
     edge = [{"class_path": CE}, {"class_path": "sdnseg.models.losses.EdgeBCELoss", "weight": 0.3}]
-    with pytest.raises(ValueError, match=r"\['EdgeBCELoss'\] need an edge head.*'fcn_r18d8' has none"):
+    with pytest.raises(
+        ValueError, match=r"\['EdgeBCELoss'\] need an edge head.*'fcn_r18d8' has none"
+    ):
         training_loss(edge, net, "fcn_r18d8", 6, 255, 0.4)
     with_edge = create_model("fcn_r18d8", 6, edge_head=True, **SMALL)
     assert len(training_loss(edge, with_edge, "fcn_r18d8", 6, 255, 0.4).terms) == 2

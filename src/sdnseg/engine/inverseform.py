@@ -171,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if field == "hidden":
             parser.add_argument("--hidden", type=int, nargs="+", default=list(value))
         else:
-            kind = int if field in ("size", "crop", "steps", "batch_size", "radius", "seed") else float
+            kind = (
+                int if field in ("size", "crop", "steps", "batch_size", "radius", "seed") else float
+            )
             parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=value)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

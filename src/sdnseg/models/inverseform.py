@@ -108,7 +108,9 @@ def tiles(edges: torch.Tensor, size: int) -> torch.Tensor:
     n, _, height, width = edges.shape
     rows, cols = max(1, round(height / size)), max(1, round(width / size))
     if (height, width) != (rows * size, cols * size):
-        edges = F.interpolate(edges, (rows * size, cols * size), mode="bilinear", align_corners=False)
+        edges = F.interpolate(
+            edges, (rows * size, cols * size), mode="bilinear", align_corners=False
+        )
     grid = edges.reshape(n, 1, rows, size, cols, size).permute(0, 2, 4, 1, 3, 5)
     return grid.reshape(n * rows * cols, 1, size, size)
 

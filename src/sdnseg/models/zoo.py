@@ -164,7 +164,9 @@ def get_config(name: str, **overrides) -> ModelConfig:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
     config = MODELS[name]
-    allowed = BACKBONE_OVERRIDES + EDGE_OVERRIDES + (SDN_OVERRIDES if config.sdn is not None else ())
+    allowed = (
+        BACKBONE_OVERRIDES + EDGE_OVERRIDES + (SDN_OVERRIDES if config.sdn is not None else ())
+    )
     for key in overrides:
         if key in SDN_OVERRIDES and config.sdn is None:
             raise ValueError(

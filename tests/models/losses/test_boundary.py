@@ -49,7 +49,9 @@ def test_signed_distances_and_loss_equal_the_brute_force_ones():
         for n in range(2)
         for c in (1, 2)
     ) / (valid.sum() * 2)
-    torch.testing.assert_close(BoundaryLoss(classes=[1, 2])(logits, target), torch.tensor(foreground).double())
+    torch.testing.assert_close(
+        BoundaryLoss(classes=[1, 2])(logits, target), torch.tensor(foreground).double()
+    )
 
 
 def test_boundary_loss_is_lowest_for_the_right_region_and_checks_classes():

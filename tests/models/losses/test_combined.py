@@ -43,7 +43,11 @@ def test_terms_are_weighted_and_pixel_terms_also_apply_to_the_aux_head():
     output, target = outputs(1, edge=True)
     specs = [
         {**CE, "weight": 1.0},
-        {"class_path": "sdnseg.models.losses.DiceLoss", "init_args": {"smooth": 1.0}, "weight": 0.5},
+        {
+            "class_path": "sdnseg.models.losses.DiceLoss",
+            "init_args": {"smooth": 1.0},
+            "weight": 0.5,
+        },
         {"class_path": "sdnseg.models.losses.EdgeBCELoss", "weight": 0.3},
     ]
     loss = build_loss(specs)
@@ -63,7 +67,9 @@ def test_terms_are_weighted_and_pixel_terms_also_apply_to_the_aux_head():
 
 def test_unread_aux_outputs_and_bad_specs_are_named():
     output, target = outputs(2, edge=True)
-    with pytest.raises(ValueError, match=r"no loss term reads the auxiliary output\(s\) \['edge'\]"):
+    with pytest.raises(
+        ValueError, match=r"no loss term reads the auxiliary output\(s\) \['edge'\]"
+    ):
         build_loss([CE])(output, target)
     with pytest.raises(ValueError, match="'sdnseg.models.losses.NoSuchLoss' is not an importable"):
         build_loss([{"class_path": "sdnseg.models.losses.NoSuchLoss"}])
@@ -77,7 +83,10 @@ def test_unread_aux_outputs_and_bad_specs_are_named():
 
 def test_missing_inverse_net_checkpoint_is_named(tmp_path):
     path = tmp_path / "nowhere" / "inverse_net.pt"
-    spec = {"class_path": "sdnseg.models.losses.InverseFormLoss", "init_args": {"checkpoint": str(path)}}
+    spec = {
+        "class_path": "sdnseg.models.losses.InverseFormLoss",
+        "init_args": {"checkpoint": str(path)},
+    }
     with pytest.raises(FileNotFoundError, match=f"inverse-net checkpoint {path} does not exist"):
         build_loss([spec])
     other = tmp_path / "other.pt"

@@ -40,7 +40,9 @@ def test_weighted_cross_entropy_is_torchs_weighted_sum_over_the_pixel_count():
 
 def test_class_weight_of_the_wrong_length_names_both_sizes():
     logits, target = batch()
-    with pytest.raises(ValueError, match="class_weight has 3 entries but the logits have 4 classes"):
+    with pytest.raises(
+        ValueError, match="class_weight has 3 entries but the logits have 4 classes"
+    ):
         CrossEntropyLoss([1.0, 1.0, 1.0])(logits, target)
     with pytest.raises(ValueError, match="median_frequency"):
         CrossEntropyLoss("median_frequency")(logits, target)

@@ -38,9 +38,10 @@ def signed_distance_maps(
                 continue
             outside = ~inside
             # edt gives each nonzero pixel its distance to the nearest zero pixel.
-            maps[n, c] = distance_transform_edt(outside) * outside - (
-                distance_transform_edt(inside) - 1
-            ) * inside
+            maps[n, c] = (
+                distance_transform_edt(outside) * outside
+                - (distance_transform_edt(inside) - 1) * inside
+            )
     return torch.from_numpy(maps).to(target.device)
 
 

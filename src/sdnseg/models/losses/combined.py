@@ -53,7 +53,9 @@ class CombinedLoss(nn.Module):
             raise ValueError("CombinedLoss needs at least one (weight, loss) term")
         for weight, loss in terms:
             if not isinstance(loss, nn.Module) or not isinstance(weight, (int, float)):
-                raise ValueError(f"a term is a (weight, nn.Module) pair, got ({weight!r}, {loss!r})")
+                raise ValueError(
+                    f"a term is a (weight, nn.Module) pair, got ({weight!r}, {loss!r})"
+                )
         self.weights = [float(weight) for weight, _ in terms]
         self.terms = nn.ModuleList(loss for _, loss in terms)
         self.aux_weight = aux_weight
@@ -66,7 +68,9 @@ class CombinedLoss(nn.Module):
             keys |= set(getattr(loss, "aux_keys", None) or ())
         return keys
 
-    def forward(self, outputs: SegmentorOutput | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, outputs: SegmentorOutput | torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):
             outputs = SegmentorOutput(outputs)
         unknown = set(outputs.aux) - self.aux_keys
@@ -106,7 +110,9 @@ def import_class(path: str) -> type:
 def build_loss_term(spec: Mapping[str, Any], ignore_index: int = 255) -> tuple[float, nn.Module]:
     """A (weight, module) pair from ``{"class_path", "init_args", "weight"}`` (weight 1 if unset)."""
     if not isinstance(spec, Mapping) or "class_path" not in spec or set(spec) - set(SPEC_KEYS):
-        raise ValueError(f"a loss spec is a dict with keys {SPEC_KEYS} (class_path required), got {spec!r}")
+        raise ValueError(
+            f"a loss spec is a dict with keys {SPEC_KEYS} (class_path required), got {spec!r}"
+        )
     cls = import_class(spec["class_path"])
     init_args = dict(spec.get("init_args") or {})
     if "ignore_index" in inspect.signature(cls).parameters:

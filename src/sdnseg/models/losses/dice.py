@@ -37,7 +37,9 @@ class DiceLoss(nn.Module):
         num_classes = logits.shape[1]
         valid = (target != self.ignore_index).unsqueeze(1)
         probs = logits.softmax(dim=1) * valid
-        safe = torch.where(valid.squeeze(1), target.long(), torch.zeros_like(target, dtype=torch.long))
+        safe = torch.where(
+            valid.squeeze(1), target.long(), torch.zeros_like(target, dtype=torch.long)
+        )
         onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2).to(probs.dtype) * valid
         dims = (0, 2, 3)
         intersection = (probs * onehot).sum(dims)

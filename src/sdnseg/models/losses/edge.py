@@ -102,6 +102,8 @@ class EdgeAttentionLoss(nn.Module):
         edge = logits_at_target(edge_logits(outputs, type(self).__name__), target, "edge")
         logits = logits_at_target(outputs.logits, target, type(self).__name__)
         on_edge = edge.detach().sigmoid().squeeze(1) > self.threshold
-        attended = torch.where(on_edge, target.long(), torch.full_like(target.long(), self.ignore_index))
+        attended = torch.where(
+            on_edge, target.long(), torch.full_like(target.long(), self.ignore_index)
+        )
         loss = F.cross_entropy(logits, attended, ignore_index=self.ignore_index, reduction="sum")
         return loss / (attended != self.ignore_index).sum().clamp(min=1).to(loss.dtype)

@@ -24,7 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sdnseg.models.inverseform import InverseTransformNet, load_inverse_net, similarity_matrix, tiles
+from sdnseg.models.inverseform import (
+    InverseTransformNet,
+    load_inverse_net,
+    similarity_matrix,
+    tiles,
+)
 from sdnseg.models.losses._common import logits_at_target
 from sdnseg.models.losses.edge import EDGE, edge_logits, edge_targets
 from sdnseg.models.segmentor import SegmentorOutput

@@ -51,7 +51,7 @@ class LovaszSoftmaxLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits_at_target(logits, target, type(self).__name__)
         probs = logits.softmax(dim=1).movedim(1, -1)  # (N, H, W, C)
-        groups = zip(probs, target) if self.per_image else [(probs, target)]
+        groups = zip(probs, target, strict=True) if self.per_image else [(probs, target)]
         losses = []
         for p, t in groups:
             valid = t != self.ignore_index

@@ -47,7 +47,8 @@ def class_pixel_counts(
 
 
 def median_frequency_weights(
-    pixels: torch.Tensor | Sequence[float], image_pixels: torch.Tensor | Sequence[float] | None = None
+    pixels: torch.Tensor | Sequence[float],
+    image_pixels: torch.Tensor | Sequence[float] | None = None,
 ) -> torch.Tensor:
     """``median(freq) / freq`` with ``freq = pixels / image_pixels`` (SegNet's recipe).
 
