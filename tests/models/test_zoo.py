@@ -194,3 +194,18 @@ def test_factory_errors(name, overrides, match):
 def test_missing_pretrained_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         create_model("fcn_r18d8", 3, pretrained=tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("name", ["semfpn_r18_sdn", "fcn_r18d8"])
+def test_edge_head_override_adds_aux_edge_in_training_only(name):
+    small = {"backbone": "resnet10t", "backbone_kwargs": {}}
+    model = create_model(name, 3, edge_head=True, **small)
+    assert model.config.edge_head_kwargs == {} and model.edge_head is not None
+    images = torch.randn(2, 3, 72, 88)
+    outputs = model.train().forward_train(images)
+    assert outputs.aux["edge"].shape == (2, 1, 72, 88)
+    assert model.eval()(images).shape == (2, 3, 72, 88)
+    assert create_model(name, 3, **small).edge_head is None
+    wide = create_model(name, 3, edge_head={"channels": 16}, **small)
+    assert wide.edge_head.logit.in_channels == 16
+    assert ModelConfig.from_dict(wide.config.to_dict()) == wide.config

@@ -78,6 +78,7 @@ COMMANDS = {
     "visualize_sdn": "sdnseg.engine.visualize:main",
     "export": "sdnseg.export:main",
     "study": "sdnseg.studies.runner:main",
+    "train_inverseform": "sdnseg.engine.inverseform:main",
 }
 # Model arguments describing the network, taken from --ckpt_path when left unset.
 FROM_CHECKPOINT = (

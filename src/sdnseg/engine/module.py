@@ -38,6 +38,7 @@ from torch import nn
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
 from sdnseg.engine import checkpoint_io, resume
 from sdnseg.engine.callbacks import last_good_sentence
+from sdnseg.engine.losses import training_loss
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.inference import checkpoint as ckpt
 from sdnseg.inference import hub
@@ -81,6 +82,9 @@ class SegmentationModule(L.LightningModule):
         schedule_steps: iterations of the poly decay; None uses the trainer's
             ``estimated_stepping_batches`` (``max_steps``, e.g. 80k / 160k).
         aux_weight: weight of the auxiliary head's loss.
+        losses: None (cross-entropy + ``aux_weight`` × auxiliary) or a list of
+            ``{class_path, init_args, weight}`` loss specs, summed (:mod:`sdnseg.engine.losses`);
+            built at ``fit`` setup (``module.setup("fit")`` when used without a trainer).
         avg_non_ignore: average the loss over labelled pixels only (mmseg averages over all).
         ignore_index: unlabelled pixels in the masks.
         eval_mode: ``"whole"`` or ``"slide"`` inference for validation, test and predict.
@@ -109,6 +113,7 @@ class SegmentationModule(L.LightningModule):
         warmup_ratio: float = 1e-6,
         schedule_steps: int | None = None,
         aux_weight: float = 0.4,
+        losses: list[dict[str, Any]] | None = None,
         avg_non_ignore: bool = False,
         ignore_index: int = IGNORE_INDEX,
         eval_mode: Literal["whole", "slide"] | None = None,
@@ -168,6 +173,7 @@ class SegmentationModule(L.LightningModule):
         # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
         # module used without data.
         self.data_info = ckpt.DataInfo(ignore_index=ignore_index)
+        self.criterion: nn.Module | None = None  # the --model.losses sum, built at fit setup
         self._rng_to_restore: dict | None = None
 
     # --- the segmentor ----------------------------------------------------------------------
@@ -225,6 +231,10 @@ class SegmentationModule(L.LightningModule):
                 base_size=getattr(datamodule, "base_size", None),
                 ignore_index=getattr(datamodule, "ignore_index", self.ignore_index),
             )
+        if stage == "fit" and self.hparams.losses is not None:
+            name = self.arch or type(self.net).__name__
+            args = (self.num_classes, self.ignore_index, self.hparams.aux_weight, datamodule)
+            self.criterion = training_loss(self.hparams.losses, self.net, name, *args)
 
     # --- training ---------------------------------------------------------------------------
 
@@ -233,12 +243,16 @@ class SegmentationModule(L.LightningModule):
         # A net given from Python may have the plain forward contract only (logits).
         forward_train = getattr(self.net, "forward_train", self.net)
         outputs = forward_train(images)
-        loss = segmentation_loss(
-            outputs,
-            masks,
-            self.ignore_index,
-            self.hparams.aux_weight,
-            self.hparams.avg_non_ignore,
+        loss = (
+            self.criterion(outputs, masks)
+            if self.criterion is not None
+            else segmentation_loss(
+                outputs,
+                masks,
+                self.ignore_index,
+                self.hparams.aux_weight,
+                self.hparams.avg_non_ignore,
+            )
         )
         if not torch.isfinite(loss):
             raise FloatingPointError(

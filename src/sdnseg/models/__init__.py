@@ -1,7 +1,7 @@
 """Segmentation models: a timm backbone, an optional SDN neck and a decode head."""
 
 from sdnseg.models.backbone import Backbone
-from sdnseg.models.heads import FPN, FCNHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.heads import FPN, EdgeHead, FCNHead, SegmenterMaskHead, SemanticFPNHead
 from sdnseg.models.losses import cross_entropy, segmentation_loss
 from sdnseg.models.segmentor import Segmentor, SegmentorOutput
 from sdnseg.models.zoo import (
@@ -18,6 +18,7 @@ __all__ = [
     "FPN",
     "MODELS",
     "Backbone",
+    "EdgeHead",
     "FCNHead",
     "ModelConfig",
     "SDNConfig",

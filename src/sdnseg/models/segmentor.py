@@ -6,7 +6,8 @@ logits at the input size. The forward contract:
 
 - ``forward(images)`` returns the logits, in training and in evaluation mode alike;
 - ``forward_train(images)`` returns a :class:`SegmentorOutput`: the logits plus the named
-  auxiliary outputs the losses need (today the auxiliary FCN head's logits, ``aux["aux"]``).
+  auxiliary outputs the losses need (the auxiliary FCN head's logits, ``aux["aux"]``, and the
+  edge head's boundary logit, ``aux["edge"]``).
 
 :meth:`Segmentor.inference` adds mmseg's sliding window and the multi-scale + flip test-time
 augmentation (softmax averaged over the views).
@@ -45,7 +46,8 @@ class SegmentorOutput:
     Attributes:
         logits: (N, num_classes, H, W) at the input size, the decode head's.
         aux: named auxiliary outputs at the input size, e.g. ``"aux"``: the auxiliary FCN head's
-            logits (mmseg's ``auxiliary_head``), weighted in :func:`~sdnseg.models.segmentation_loss`.
+            logits (mmseg's ``auxiliary_head``), weighted in :func:`~sdnseg.models.segmentation_loss`;
+            ``"edge"``: the edge head's (N, 1, H, W) logit, read by the edge losses.
     """
 
     logits: torch.Tensor
@@ -63,6 +65,8 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         head: features -> logits; has ``num_classes``.
         neck: features -> features of the same shapes (an SDN neck), or ``None``.
         aux_head: a second head for the auxiliary loss, used in training mode only.
+        edge_head: a boundary head (:class:`~sdnseg.models.heads.EdgeHead`), run by
+            ``forward_train`` only, for the edge losses (InverseForm).
         size_divisor: the input is padded to a multiple of it. Default: the largest backbone
             reduction, with or without an SDN neck, so that a +SDN twin sees exactly the input
             its baseline sees (Φ's stride-2 map of an odd size is resized bilinearly to U's).
@@ -85,6 +89,7 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         *,
         neck: nn.Module | None = None,
         aux_head: nn.Module | None = None,
+        edge_head: nn.Module | None = None,
         size_divisor: int | None = None,
     ) -> None:
         super().__init__()
@@ -92,6 +97,7 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         self.neck = neck
         self.head = head
         self.aux_head = aux_head
+        self.edge_head = edge_head
         if not hasattr(head, "num_classes"):
             raise ValueError(f"head {type(head).__name__} has no attribute num_classes")
         self.num_classes: int = head.num_classes
@@ -112,6 +118,8 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         output = SegmentorOutput(crop_padding(self.head(features), padded_size, size))
         if with_aux and self.aux_head is not None:
             output.aux["aux"] = crop_padding(self.aux_head(features), padded_size, size)
+        if with_aux and self.edge_head is not None:
+            output.aux["edge"] = crop_padding(self.edge_head(features), padded_size, size)
         return output
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from sdnseg.models.backbone import Backbone, Pretrained
-from sdnseg.models.heads import FCNHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.heads import EdgeHead, FCNHead, SegmenterMaskHead, SemanticFPNHead
 from sdnseg.models.segmentor import Segmentor
 from sdnseg.nn.sdn import MultiScaleSDN, SingleScaleSDN
 
@@ -36,6 +36,7 @@ SDN_OVERRIDES = (
     "guidance_channels",
 )
 BACKBONE_OVERRIDES = ("backbone", "backbone_kwargs", "out_indices", "output_stride")
+EDGE_OVERRIDES = ("edge_head",)  # True, False or EdgeHead kwargs: the head InverseForm trains
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class ModelConfig:
     """A segmentor: which backbone, which decoder, with or without an SDN neck.
 
     ``backbone_kwargs`` go to :class:`~sdnseg.models.Backbone` (and on to timm), ``head_kwargs`` and
-    ``aux_head_kwargs`` to the decoder's head class; ``overrides`` records what
+    ``aux_head_kwargs`` to the decoder's head class, ``edge_head_kwargs`` (None: no edge head) to
+    :class:`~sdnseg.models.heads.EdgeHead`; ``overrides`` records what
     :func:`create_model` changed from the named entry.
     """
 
@@ -70,6 +72,7 @@ class ModelConfig:
     head_kwargs: dict = field(default_factory=dict)
     aux_head_kwargs: dict | None = None
     sdn: SDNConfig | None = None
+    edge_head_kwargs: dict | None = None
     overrides: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -161,7 +164,9 @@ def get_config(name: str, **overrides) -> ModelConfig:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
     config = MODELS[name]
-    allowed = BACKBONE_OVERRIDES + (SDN_OVERRIDES if config.sdn is not None else ())
+    allowed = (
+        BACKBONE_OVERRIDES + EDGE_OVERRIDES + (SDN_OVERRIDES if config.sdn is not None else ())
+    )
     for key in overrides:
         if key in SDN_OVERRIDES and config.sdn is None:
             raise ValueError(
@@ -173,6 +178,9 @@ def get_config(name: str, **overrides) -> ModelConfig:
     rest = {k: v for k, v in overrides.items() if k not in SDN_OVERRIDES}
     if "out_indices" in rest:
         rest["out_indices"] = tuple(rest["out_indices"])
+    if "edge_head" in rest:
+        edge = rest.pop("edge_head")
+        rest["edge_head_kwargs"] = dict(edge) if isinstance(edge, dict) else ({} if edge else None)
     if sdn:
         rest["sdn"] = replace(config.sdn, **sdn)
     return replace(config, overrides={**config.overrides, **overrides}, **rest)
@@ -215,7 +223,11 @@ def build_model(config: ModelConfig, num_classes: int, pretrained: Pretrained = 
         head = SegmenterMaskHead(
             _channels(channels, index, "head"), num_classes, **config.head_kwargs
         )
-    model = Segmentor(backbone, head, neck=neck, aux_head=aux_head)
+    edge_head = None
+    if config.edge_head_kwargs is not None:
+        index = config.edge_head_kwargs.get("in_index", 0)
+        edge_head = EdgeHead(_channels(channels, index, "edge head"), **config.edge_head_kwargs)
+    model = Segmentor(backbone, head, neck=neck, aux_head=aux_head, edge_head=edge_head)
     model.config = config
     return model
 
@@ -230,7 +242,9 @@ def create_model(
         num_classes: output classes (19 Cityscapes, 150 ADE20K).
         pretrained: backbone weights: ``False``, ``True`` (timm hub, needs network) or a local path.
         **overrides: ``backbone`` (any timm name; the heads follow ``Backbone.channels``),
-            ``backbone_kwargs``, ``out_indices``, ``output_stride``; on ``*_sdn`` models also
+            ``backbone_kwargs``, ``out_indices``, ``output_stride``, ``edge_head`` (True or
+            :class:`~sdnseg.models.heads.EdgeHead` kwargs: ``aux["edge"]`` for the edge and
+            InverseForm losses); on ``*_sdn`` models also
             ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``), ``kernel_size``, ``dilation``,
             ``similarity``, ``theta``, ``lam``, ``sdc_channels``, ``guidance_channels``.
 

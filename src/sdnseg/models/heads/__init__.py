@@ -1,7 +1,8 @@
 """Decode heads: a list of backbone (or neck) features -> logits at the head's own resolution."""
 
+from sdnseg.models.heads.edge import EdgeHead
 from sdnseg.models.heads.fcn import Classifier, FCNHead
 from sdnseg.models.heads.fpn import FPN, SemanticFPNHead
 from sdnseg.models.heads.segmenter import SegmenterMaskHead
 
-__all__ = ["FPN", "Classifier", "FCNHead", "SegmenterMaskHead", "SemanticFPNHead"]
+__all__ = ["FPN", "Classifier", "EdgeHead", "FCNHead", "SegmenterMaskHead", "SemanticFPNHead"]

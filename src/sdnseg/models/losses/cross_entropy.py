@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sdnseg.models.losses._common import logits_at_target
 from sdnseg.models.segmentor import SegmentorOutput
 
 
@@ -35,13 +36,7 @@ def cross_entropy(
     Shape:
         logits (N, C, H', W'), target (N, H, W) -> scalar
     """
-    if target.dim() != 3 or logits.dim() != 4 or logits.shape[0] != target.shape[0]:
-        raise ValueError(
-            f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} and "
-            f"{tuple(target.shape)}"
-        )
-    if logits.shape[-2:] != target.shape[-2:]:
-        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    logits = logits_at_target(logits, target, "cross_entropy")
     target = target.long()
     loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
     count = (target != ignore_index).sum() if avg_non_ignore else target.new_tensor(target.numel())

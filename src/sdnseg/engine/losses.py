@@ -1,0 +1,81 @@
+"""The training loss of a :class:`~sdnseg.engine.SegmentationModule` built from ``--model.losses``.
+
+``losses`` is a list of specs ``{class_path, init_args, weight}``
+(:func:`sdnseg.models.losses.build_loss`); None keeps the default cross-entropy + 0.4 × auxiliary.
+What needs the data or the network is settled here, at ``fit`` setup, before the first step:
+
+- ``CrossEntropyLoss(class_weight="median_frequency")`` gets SegNet's weights from the training
+  split's masks (:func:`~sdnseg.models.losses.median_frequency_weights`), logged;
+- a class-weight vector whose length is not the model's class count is refused, naming both;
+- terms that read ``aux["edge"]`` (edge BCE, edge attention, InverseForm) are refused for a network
+  without an edge head, naming the model and the override that adds one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from sdnseg.models.losses import (
+    CombinedLoss,
+    CrossEntropyLoss,
+    build_loss,
+    class_pixel_counts,
+    median_frequency_weights,
+)
+
+__all__ = ["training_loss"]
+
+logger = logging.getLogger(__name__)
+
+
+def _train_masks(datamodule: Any):
+    dataset = datamodule.raw_dataset(datamodule.train_split)
+    for index in range(len(dataset)):
+        yield dataset[index]["mask"]
+
+
+def training_loss(
+    specs: Sequence[Mapping[str, Any]],
+    net: nn.Module,
+    model_name: str,
+    num_classes: int,
+    ignore_index: int,
+    aux_weight: float,
+    datamodule: Any = None,
+) -> CombinedLoss:
+    """The :class:`CombinedLoss` of ``specs`` for ``net`` (see the module doc).
+
+    Raises:
+        ValueError: a bad spec, a class-weight vector of the wrong length, median-frequency
+            weights without a datamodule, or an edge loss for a network without an edge head.
+    """
+    loss = build_loss(specs, ignore_index, aux_weight)
+    for term in loss.terms:
+        if isinstance(term, CrossEntropyLoss) and term.needs_class_weight:
+            if datamodule is None or not hasattr(datamodule, "raw_dataset"):
+                raise ValueError(
+                    "class_weight: median_frequency needs the training data (a "
+                    "SegmentationDataModule); give the weights as a list instead"
+                )
+            pixels, image_pixels = class_pixel_counts(
+                _train_masks(datamodule), num_classes, ignore_index
+            )
+            term.set_class_weight(median_frequency_weights(pixels, image_pixels))
+            logger.info("median-frequency class weights: %s", term.class_weight.tolist())
+        weight = getattr(term, "class_weight", None)
+        if weight is not None and weight.numel() != num_classes:
+            raise ValueError(
+                f"{type(term).__name__} class_weight has {weight.numel()} entries but model "
+                f"{model_name!r} predicts {num_classes} classes"
+            )
+    readers = [type(t).__name__ for t in loss.terms if "edge" in (getattr(t, "aux_keys", ()) or ())]
+    if readers and getattr(net, "edge_head", None) is None:
+        raise ValueError(
+            f"the losses {readers} need an edge head, but model {model_name!r} has none; add one "
+            "with --model.model_overrides '{edge_head: true}' (create_model(..., edge_head=True))"
+        )
+    return loss
