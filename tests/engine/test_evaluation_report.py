@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
 
 import pytest
 
 from sdnseg.engine.cli import main
 from sdnseg.engine.evaluation_report import EvaluationReport
 
+from ..evaluation.test_cli import _Collect
 from .test_cli import last_row, only_run
 from .tiny import QUIET, TINY_DATA
-
-
-class _Images(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[str] = []
-        self.images: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        if tag == "img":
-            self.images.append(dict(attrs)["src"])
 
 
 def _run(command, trained, tmp_path, *extra):
@@ -45,7 +33,7 @@ def test_validate_report_holds_the_runs_own_scores(trained, tmp_path):
     assert "mBIoU" in scores["headline"]
     assert set(scores["trimap"]) == {"1", "2", "4", "8", "16", "32"}
     assert len(scores["worst_boundary_iou"]) == 2
-    parser = _Images()
+    parser = _Collect()
     parser.feed((report / "report.html").read_text())
     # trimap curve, confusion matrix and the two error maps, inlined
     assert len(parser.images) == 4 and parser.tags.count("table") == 2
