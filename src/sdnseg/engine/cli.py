@@ -282,6 +282,7 @@ class SegmentationCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self.config[self.subcommand]
         trainer = self._get(self.config_init, "trainer", default={})
+        callbacks = list(trainer.get("callbacks") or [])
         if trainer.get("logger") in (None, True):
             root, name = Path(config.runs_dir), self._run_name()
             version = _next_version(root / name)  # one number for both loggers
@@ -293,16 +294,15 @@ class SegmentationCLI(LightningCLI):
             )
             kwargs["logger"] = [tensorboard, csv]
             # Overlays and error maps of fixed validation images at every validation.
-            kwargs["callbacks"] = [*(trainer.get("callbacks") or []), ValidationImages()]
+            callbacks.append(ValidationImages())
         plugins = trainer.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        callbacks = list(kwargs.get("callbacks") or trainer.get("callbacks") or [])
         if trainer.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            callbacks = [*callbacks, EpochProgressBar()]
+            callbacks.append(EpochProgressBar())
         kwargs["callbacks"] = [*callbacks, SaveOnSignal()]
         return super().instantiate_trainer(**kwargs)
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sdnseg.engine.checkpoint_io import check_compatible
-from sdnseg.inference.checkpoint import first_non_finite, load_file, read_record
+from sdnseg.inference.checkpoint import checkpoint_weights, load_file, read_record
 
 __all__ = [
     "RESUME_MODES",
@@ -121,10 +121,6 @@ def load_weights(module: Any, path: str | os.PathLike) -> None:
     record = read_record(checkpoint, path)
     config = module.model_config.to_dict() if module.model_config else None
     check_compatible(record, module.arch, config, module.num_classes)
-    state = checkpoint.get("state_dict")
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} has no state_dict (the weights); the file is damaged or edited")
-    if (bad := first_non_finite(state)) is not None:
-        raise ValueError(f"{path} holds non-finite weights: {bad}; use an earlier checkpoint")
+    state = checkpoint_weights(checkpoint, path)
     check_state_fits(module, state, path)
     module.load_state_dict(state, strict=False)

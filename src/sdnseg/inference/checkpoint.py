@@ -39,6 +39,7 @@ __all__ = [
     "CheckpointRecord",
     "DataInfo",
     "InferenceSettings",
+    "checkpoint_weights",
     "first_non_finite",
     "load_file",
     "load_model",
@@ -316,6 +317,20 @@ def first_non_finite(tensors: Mapping[str, Any]) -> str | None:
     return None
 
 
+def checkpoint_weights(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> Mapping:
+    """The checkpoint's ``state_dict``, refused (``ValueError`` naming ``path``) when it is
+    missing or holds NaN or Inf (:func:`first_non_finite`)."""
+    weights = checkpoint.get("state_dict")
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"{path} has no state_dict (the weights); the file is damaged or edited")
+    if (bad := first_non_finite(weights)) is not None:
+        raise ValueError(
+            f"{path} holds non-finite weights: {bad}; the run diverged before this checkpoint "
+            "was written (use an earlier checkpoint)"
+        )
+    return weights
+
+
 def load_model(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -348,14 +363,7 @@ def load_model(
                 "load_model(path, model=...)"
             )
         model = build_model(ModelConfig.from_dict(record.model_config), record.num_classes)
-    weights = checkpoint.get("state_dict")
-    if not isinstance(weights, Mapping):
-        raise ValueError(f"{path} has no state_dict (the weights); the file is damaged or edited")
-    if (bad := first_non_finite(weights)) is not None:
-        raise ValueError(
-            f"{path} holds non-finite weights: {bad}; the run diverged before this checkpoint "
-            "was written, so it cannot predict (use an earlier checkpoint)"
-        )
+    weights = checkpoint_weights(checkpoint, path)
     state = {
         key.removeprefix("net."): value for key, value in weights.items() if key.startswith("net.")
     }
