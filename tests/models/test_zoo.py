@@ -162,7 +162,7 @@ def test_config_round_trip_and_top_level_factory():
     assert ModelConfig.from_dict(record) == model.config
     rebuilt = create_model(record["name"], 4, **record["overrides"])
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
-    assert list_models() == list(MODELS) and len(MODELS) == 12
+    assert list_models() == list(MODELS) and len(MODELS) == 20
 
 
 def test_pretrained_path_loads_backbone_weights(tmp_path):

@@ -62,7 +62,9 @@ class SegmentationDataModule(L.LightningDataModule):
         train_split, val_split: split names; ``test_split`` None reuses ``val_split``.
         val_batch_size: evaluation batch size; default 1, or ``batch_size`` where every image
             has the same size (synthetic data).
-        mean, std: normalisation on 0..255.
+        mean, std: normalisation on 0..255; None: what the trainer's model asks for (its
+            ``input_normalization``, e.g. 127.5/127.5 for the EfficientNet-Lite encoders), else
+            ImageNet's.
         ratio_range, cat_max_ratio: see :func:`~sdnseg.data.transforms.train_transforms`.
         classes: class names for ``folder`` (else read from the root).
         synthetic_size, synthetic_num_classes, synthetic_num_train, synthetic_num_val: options of
@@ -85,8 +87,8 @@ class SegmentationDataModule(L.LightningDataModule):
         val_split: str = "val",
         test_split: str | None = None,
         val_batch_size: int | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         ratio_range: tuple[float, float] = (0.5, 2.0),
         cat_max_ratio: float = 0.75,
         classes: Sequence[str] | None = None,
@@ -112,7 +114,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self.train_split, self.val_split = train_split, val_split
         self.test_split = test_split if test_split is not None else val_split
         self._val_batch_size = val_batch_size
-        self.mean, self.std = tuple(mean), tuple(std)
+        self._mean = tuple(mean) if mean is not None else None
+        self._std = tuple(std) if std is not None else None
         self.ratio_range, self.cat_max_ratio = tuple(ratio_range), cat_max_ratio
         # Every dataset option these arguments can give, by the dataset's own option names; the
         # dataset class takes those it declares (``num_images`` is per split, see _options).
@@ -159,6 +162,22 @@ class SegmentationDataModule(L.LightningDataModule):
     @property
     def ignore_index(self) -> int:
         return self.info.ignore_index
+
+    def _model_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        trainer = getattr(self, "trainer", None)
+        model = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        norm = getattr(model, "input_normalization", None)
+        return norm if norm is not None else (IMAGENET_MEAN, IMAGENET_STD)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """The normalisation mean: as given, else the model's, else ImageNet's (0..255)."""
+        return self._mean if self._mean is not None else tuple(self._model_normalization()[0])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """The normalisation std: as given, else the model's, else ImageNet's (0..255)."""
+        return self._std if self._std is not None else tuple(self._model_normalization()[1])
 
     @property
     def crop_size(self) -> tuple[int, int]:

