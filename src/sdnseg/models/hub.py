@@ -244,7 +244,8 @@ class SegmentorHubMixin(
             "metrics": metrics,
         }
         previous = self.hub_metadata or {}
-        from sdnseg.models.zoo import input_normalization
+        # Through the package, as from_pretrained does: the zoo imports this module's users.
+        from sdnseg.models import input_normalization
 
         mean_std = input_normalization(self.config) or (IMAGENET_MEAN, IMAGENET_STD)
         defaults = {
