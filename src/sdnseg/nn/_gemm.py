@@ -13,7 +13,7 @@ GEMMs plus element-wise work:
   ``S = f(d2, λ)`` with ``d2_k(m) = |V(m+o_k) - V(m)|^2 / Cf`` (the same scatter for ``dV``).
 
 D never exists whole. It is built for one chunk of pixels at a time (a band of rows of one image,
-or several whole small images), sized to stay in cache (:data:`CHUNK_BYTES`), multiplied with
+or several whole small images), sized to stay in cache (``CHUNK_BYTES`` of :mod:`sdnseg.nn._tap_stacks`), multiplied with
 ``torch.mm``/``addmm`` (MKL or OpenBLAS does the heavy part) and dropped; backward builds it
 again. Saved for backward: the inputs and ``d2`` (N, K, H, W), from which S and its derivatives
 are recomputed; the derivative of any similarity callable comes from autograd on that small tensor.
@@ -28,37 +28,15 @@ computed in float32 and rounded to the input dtype once, at the end.
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
-Offset = tuple[int, int]
+from sdnseg.nn import _tap_stacks as ts
+from sdnseg.nn._tap_stacks import Offset
+
 SimilarityFn = Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
-
-# Bytes of one chunk's tap stack (K × C × pixels, float32). On the CPU the stack is written,
-# rescaled and read by the GEMM, so it should stay in the last-level cache; on CUDA it is a
-# bounded workspace.
-CHUNK_BYTES = {"cpu": 4 << 20, "cuda": 256 << 20}
-# Fewer pixels per chunk cost more in Python overhead (a few operations per tap and chunk) and
-# thinner GEMMs than a smaller stack saves in cache misses (5x5 kernels, 256 channels).
-MIN_CHUNK_PIXELS = 512
-# Tests set this to force chunks of this many pixels (rows of one image, or whole images).
-_chunk_pixels_override: int | None = None
-
-
-def kernel_offsets(kernel_size: tuple[int, int], dilation: int) -> list[Offset]:
-    """The (dy, dx) pixel offsets of a kh×kw dilated kernel, row-major, centre left out."""
-    kh, kw = kernel_size
-    return [
-        ((i - kh // 2) * dilation, (j - kw // 2) * dilation)
-        for i in range(kh)
-        for j in range(kw)
-        if not (i == kh // 2 and j == kw // 2)
-    ]
 
 
 def semantic_difference_conv(
@@ -94,147 +72,6 @@ def neighbour_squared_distance(v: torch.Tensor, offsets: Sequence[Offset]) -> to
     return _SquaredDistance.apply(v, list(offsets))
 
 
-# --- chunks ------------------------------------------------------------------------------------
-
-
-class _Chunk(NamedTuple):
-    """Images ``n0:n1``, rows ``y0:y1``: a band of one image, or whole images."""
-
-    n0: int
-    n1: int
-    y0: int
-    y1: int
-
-
-def _chunks(n: int, h: int, w: int, pixels: int) -> list[_Chunk]:
-    rows = max(1, pixels // max(w, 1))
-    if rows < h:
-        rows = -(-h // -(-h // rows))  # the same rows in every band but the last
-        return [_Chunk(i, i + 1, y0, min(y0 + rows, h)) for i in range(n) for y0 in range(0, h, rows)]
-    images = max(1, pixels // max(h * w, 1))
-    return [_Chunk(n0, min(n0 + images, n), 0, h) for n0 in range(0, n, images)]
-
-
-def _chunk_pixels(taps: int, channels: int, x: torch.Tensor) -> int:
-    if _chunk_pixels_override is not None:
-        return _chunk_pixels_override
-    budget = CHUNK_BYTES["cuda" if x.is_cuda else "cpu"]
-    return max(MIN_CHUNK_PIXELS, budget // max(1, taps * channels * x.element_size()))
-
-
-def _part(x: torch.Tensor, c: _Chunk) -> torch.Tensor:
-    """The chunk of an (N, C, H, W) tensor as a (C, b, r, W) view."""
-    return x[c.n0 : c.n1, :, c.y0 : c.y1].transpose(0, 1)
-
-
-def _as_matrix(x: torch.Tensor) -> torch.Tensor | None:
-    """(C, b, r, W) as a (C, pixels) view, or None where the strides do not allow one."""
-    try:
-        return x.view(x.shape[0], -1)
-    except RuntimeError:
-        return None
-
-
-def _inside_range(offset: Offset, c: _Chunk, h: int, w: int) -> tuple[int, int, int, int]:
-    """Rows ``ya:yb`` (of the image) and columns ``xa:xb`` of the chunk whose neighbour is inside."""
-    dy, dx = offset
-    return max(c.y0, -dy), min(c.y1, h - dy), max(0, -dx), min(w, w - dx)
-
-
-class _Stacks:
-    """The (K, C, b, r, W) tap stacks of one loop over ``chunks``, one per chunk shape, and a
-    scratch stack of the largest shape.
-
-    A stack's entries whose neighbour is outside are never written by :func:`_differences`, only
-    scaled in place, so they stay zero from one chunk to the next: each stack is zeroed once, here.
-    On the CPU the memory is a per-thread workspace kept between calls: fresh pages of a new
-    allocation cost as much as several passes over them.
-    """
-
-    def __init__(
-        self, taps: int, channels: int, like: torch.Tensor, chunks: list[_Chunk], scratch: bool
-    ) -> None:
-        width = like.shape[-1]
-        shapes = dict.fromkeys((taps, channels, c.n1 - c.n0, c.y1 - c.y0, width) for c in chunks)
-        sizes = [math.prod(shape) for shape in shapes]
-        total = sum(sizes) + (max(sizes, default=0) if scratch else 0)
-        flat = _workspace(total, like)
-        self.stacks, offset = {}, 0
-        for shape, size in zip(shapes, sizes, strict=True):
-            self.stacks[shape[2:4]] = flat[offset : offset + size].view(shape)
-            offset += size
-        flat[:offset].zero_()
-        self.scratch = flat[offset:]
-
-    def __call__(self, c: _Chunk) -> torch.Tensor:
-        return self.stacks[(c.n1 - c.n0, c.y1 - c.y0)]
-
-    def scratch_like(self, stack: torch.Tensor) -> torch.Tensor:
-        return self.scratch[: stack.numel()].view(stack.shape)
-
-
-_workspaces = threading.local()
-
-
-def _workspace(numel: int, like: torch.Tensor) -> torch.Tensor:
-    """At least ``numel`` elements of ``like``'s dtype; on the CPU reused by later calls."""
-    if like.device.type != "cpu":
-        return like.new_empty(numel)  # the CUDA caching allocator already reuses memory
-    cache = _workspaces.__dict__.setdefault("buffers", {})
-    buffer = cache.get(like.dtype)
-    if buffer is None or buffer.numel() < numel:
-        cache[like.dtype] = buffer = like.new_empty(numel)
-    return buffer[:numel]
-
-
-def _differences(x: torch.Tensor, c: _Chunk, offsets: list[Offset], out: torch.Tensor) -> None:
-    """``out[k] = x(m + o_k) - x(m)`` over the chunk, zero where the neighbour is outside."""
-    h, w = x.shape[-2:]
-    for k, offset in enumerate(offsets):
-        ya, yb, xa, xb = _inside_range(offset, c, h, w)
-        o = out[k]
-        if ya >= yb or xa >= xb:
-            o.zero_()
-            continue
-        if ya > c.y0:
-            o[:, :, : ya - c.y0].zero_()
-        if yb < c.y1:
-            o[:, :, yb - c.y0 :].zero_()
-        dy, dx = offset
-        torch.sub(
-            x[c.n0 : c.n1, :, ya + dy : yb + dy, xa + dx : xb + dx].transpose(0, 1),
-            x[c.n0 : c.n1, :, ya:yb, xa:xb].transpose(0, 1),
-            out=o[:, :, ya - c.y0 : yb - c.y0, xa:xb],
-        )
-
-
-def _scatter_differences(
-    grad: torch.Tensor, c: _Chunk, offsets: list[Offset], t: torch.Tensor
-) -> None:
-    """The adjoint of :func:`_differences`: ``grad(m + o_k) += t_k(m)``, ``grad(m) -= t_k(m)``.
-
-    ``t`` (K, C, b, r, W) must be zero where the neighbour is outside.
-    """
-    h, w = grad.shape[-2:]
-    _part(grad, c).sub_(t.sum(0))
-    for k, offset in enumerate(offsets):
-        ya, yb, xa, xb = _inside_range(offset, c, h, w)
-        if ya >= yb or xa >= xb:
-            continue
-        dy, dx = offset
-        target = grad[c.n0 : c.n1, :, ya + dy : yb + dy, xa + dx : xb + dx].transpose(0, 1)
-        target.add_(t[k][:, :, ya - c.y0 : yb - c.y0, xa:xb])
-
-
-def _inside_mask(offsets: list[Offset], h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    """(1, K, H, W): 1 where ``m + o_k`` lies in the image."""
-    shifts = torch.tensor(offsets, device=like.device).view(-1, 2)
-    ys = torch.arange(h, device=like.device) + shifts[:, :1]
-    xs = torch.arange(w, device=like.device) + shifts[:, 1:]
-    rows, cols = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
-    return (rows[:, :, None] & cols[:, None, :]).to(like.dtype)[None]
-
-
 # --- the three GEMMs and the element-wise work, chunk by chunk --------------------------------
 
 
@@ -249,21 +86,21 @@ def _forward(
     """``y = W_cat · (S ⊙ ΔU) (+ bias)`` into ``y`` (N, Co, H, W); ``s`` None: S ≡ 1."""
     n, ci, h, w = u.shape
     k, co = len(offsets), w_cat.shape[0]
-    chunks = _chunks(n, h, w, _chunk_pixels(k, ci, u))
-    stacks = _Stacks(k, ci, u, chunks, scratch=False)
+    chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, ci, u))
+    stacks = ts.TapStacks(k, ci, u, chunks, scratch=False)
     for c in chunks:
         d = stacks(c)
-        _differences(u, c, offsets, d)
+        ts.differences(u, c, offsets, d)
         if s is not None:
-            d.mul_(_part(s, c).unsqueeze(1))
-        out = _as_matrix(_part(y, c))
+            d.mul_(ts.part(s, c).unsqueeze(1))
+        out = ts.as_matrix(ts.part(y, c))
         target = out if out is not None else y.new_empty(co, d[0, 0].numel())
         if bias is None:
             torch.mm(w_cat, d.view(k * ci, -1), out=target)
         else:
             torch.addmm(bias.unsqueeze(1), w_cat, d.view(k * ci, -1), out=target)
         if out is None:
-            _part(y, c).copy_(target.view_as(_part(y, c)))
+            ts.part(y, c).copy_(target.view_as(ts.part(y, c)))
 
 
 def _backward(
@@ -287,10 +124,10 @@ def _backward(
     grad_s = u.new_empty(n, k, h, w) if need_s else None
     grad_w = w_cat.new_zeros(co, k * ci) if need_w else None
     grad_b = w_cat.new_zeros(co) if need_b else None
-    chunks = _chunks(n, h, w, _chunk_pixels(k, ci, u))
-    stacks = _Stacks(k, ci, u, chunks, scratch=True)
+    chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, ci, u))
+    stacks = ts.TapStacks(k, ci, u, chunks, scratch=True)
     for c in chunks:
-        g = _part(grad_y, c).reshape(co, -1)
+        g = ts.part(grad_y, c).reshape(co, -1)
         if need_b:
             grad_b += g.sum(1)
         if not (need_u or need_s or need_w):
@@ -298,17 +135,19 @@ def _backward(
         diff = stacks(c)
         shape = diff.shape
         if need_s or need_w:
-            _differences(u, c, offsets, diff)
+            ts.differences(u, c, offsets, diff)
         scratch = stacks.scratch_like(diff)
         if need_w:
-            d = diff if s is None else torch.mul(diff, _part(s, c).unsqueeze(1), out=scratch)
+            d = diff if s is None else torch.mul(diff, ts.part(s, c).unsqueeze(1), out=scratch)
             grad_w.addmm_(g, d.view(k * ci, -1).t())
         if need_u or need_s:
             gk = torch.mm(w_cat.t(), g, out=scratch.view(k * ci, -1)).view(shape)
             if need_s:
-                torch.sum(diff.mul_(gk), 1, out=_part(grad_s, c))
+                torch.sum(diff.mul_(gk), 1, out=ts.part(grad_s, c))
             if need_u:
-                _scatter_differences(grad_u, c, offsets, gk.mul_(_part(s_inside, c).unsqueeze(1)))
+                ts.scatter_differences(
+                    grad_u, c, offsets, gk.mul_(ts.part(s_inside, c).unsqueeze(1))
+                )
     return grad_u, grad_s, grad_w, grad_b
 
 
@@ -316,12 +155,12 @@ def _squared_distances(v: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
     n, cf, h, w = v.shape
     k = len(offsets)
     d2 = v.new_empty(n, k, h, w)
-    chunks = _chunks(n, h, w, _chunk_pixels(k, cf, v))
-    stacks = _Stacks(k, cf, v, chunks, scratch=False)
+    chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, cf, v))
+    stacks = ts.TapStacks(k, cf, v, chunks, scratch=False)
     for c in chunks:
         diff = stacks(c)
-        _differences(v, c, offsets, diff)
-        torch.sum(diff.square_(), 1, out=_part(d2, c))
+        ts.differences(v, c, offsets, diff)
+        torch.sum(diff.square_(), 1, out=ts.part(d2, c))
     return d2.div_(cf)
 
 
@@ -332,12 +171,12 @@ def _squared_distances_backward(
     k = len(offsets)
     grad_v = torch.zeros_like(v)
     coef = grad_d2 * (2.0 / cf)
-    chunks = _chunks(n, h, w, _chunk_pixels(k, cf, v))
-    stacks = _Stacks(k, cf, v, chunks, scratch=False)
+    chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, cf, v))
+    stacks = ts.TapStacks(k, cf, v, chunks, scratch=False)
     for c in chunks:
         diff = stacks(c)
-        _differences(v, c, offsets, diff)
-        _scatter_differences(grad_v, c, offsets, diff.mul_(_part(coef, c).unsqueeze(1)))
+        ts.differences(v, c, offsets, diff)
+        ts.scatter_differences(grad_v, c, offsets, diff.mul_(ts.part(coef, c).unsqueeze(1)))
     return grad_v
 
 
@@ -431,7 +270,7 @@ class _SDC(torch.autograd.Function):
                 s = s_graph.detach()
             elif mode == "given":
                 s = guide.detach().to(dtype)
-            inside = _inside_mask(offsets, h, w, u_c)
+            inside = ts.inside_mask(offsets, h, w, u_c)
             s_inside = inside.expand(n, -1, h, w) if s is None else s * inside
             need_s = (mode == "given" and need_guide) or (
                 mode == "similarity" and (need_guide or need_lam) and s_graph.requires_grad
