@@ -20,16 +20,14 @@ How each number is taken (all recorded in the JSON too):
   work is counted for no model (norms, activations, resizes, softmax, and the SDC's differences and
   similarity, ``O(N·H·W·(kh·kw−1)·(Ci + Cf))``).
 * Latency: median and minimum wall time of a few forwards after warm-up runs, eval,
-  ``torch.no_grad``, ``torch.set_num_threads(2)``, the SDC's kernels ``torch.compile``'d
-  (``--compile``, the default: the committed results were made when the library compiled them on
-  its own for large inputs; ``--no-compile`` for eager; compile time falls in the warm-up). The
+  ``torch.no_grad``, ``torch.set_num_threads(2)``, the SDC on its three-GEMM path. The
   models of a pair take turns in every round, so that the bursts of a shared machine hit them
   alike; the load average is recorded.
 * Peak memory: the largest total size of the tensors the forward pass allocates that are alive at
   the same time (activations and temporaries), tracked by a ``TorchDispatchMode`` that counts each
   new storage until it is freed. Weights are not included (params × 4 bytes), nor allocator caching,
   fragmentation or framework overhead: it is not the process RSS, which on CPU cannot isolate one
-  forward pass. Measured with the SDC's eager kernels (no ``torch.compile``), in the FLOP pass.
+  forward pass. Measured in the FLOP pass.
 
 Run: ``python benchmarks/model_cost.py`` (several minutes on 2 cores; ``--help`` for options).
 """
@@ -37,7 +35,6 @@ Run: ``python benchmarks/model_cost.py`` (several minutes on 2 cores; ``--help``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import statistics
@@ -55,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, write_results  # noqa: E402
 from sdnseg.models import create_model  # noqa: E402
-from sdnseg.nn.functional import sdc_backend, semantic_difference_conv2d  # noqa: E402
+from sdnseg.nn.functional import semantic_difference_conv2d  # noqa: E402
 
 NUM_CLASSES = 19
 SIZES = ((512, 512), (360, 480))
@@ -113,11 +110,6 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def eager_sdc() -> contextlib.AbstractContextManager[None]:
-    """The SDC's eager kernels: dispatch modes and torch.compile do not mix."""
-    return sdc_backend(compile=False)
-
-
 def sdc_check() -> list[dict]:
     """FlopCounterMode on a lone SDC against ``2·N·H·W·(kh·kw−1)·Ci·Co``, in both product layouts.
 
@@ -130,7 +122,7 @@ def sdc_check() -> list[dict]:
         n, h, w, cf = 1, 40, 48, 8
         u, v = torch.randn(n, ci, h, w), torch.randn(n, cf, h, w)
         weight = torch.randn(co, ci, 3, 3)
-        with eager_sdc(), FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter:
             semantic_difference_conv2d(u, v, weight)
         counted = counter.get_total_flops()
         formula = 2 * n * h * w * (3 * 3 - 1) * ci * co
@@ -161,7 +153,7 @@ def count(model: torch.nn.Module, images: torch.Tensor) -> dict:
     """FLOPs and peak activation memory of one eager forward pass."""
     known = [*model.parameters(), *model.buffers(), images]
     counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
-    with torch.no_grad(), eager_sdc(), counter, LiveTensorBytes(known) as memory:
+    with torch.no_grad(), counter, LiveTensorBytes(known) as memory:
         model(images)
     return {"gflops": counter.get_total_flops() / 1e9, "peak_activation_mb": memory.peak / 2**20}
 
@@ -303,12 +295,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print markdown, write nothing")
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="torch.compile the SDC's kernels for the latency runs (see the docstring)",
-    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     pairs = [p for p in PAIRS if not args.models or p[1] in args.models]
@@ -317,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [tuple(int(s) for s in size.split("x")) for size in args.sizes]
     start = time.perf_counter()
     payload = {
-        "environment": {**environment(), "sdc_compile": args.compile},
+        "environment": environment(),
         "num_classes": NUM_CLASSES,
         "batch": 1,
         "sizes": [f"{h}x{w}" for h, w in sizes],
@@ -327,19 +313,18 @@ def main(argv: list[str] | None = None) -> None:
         "load_average": {"start": os.getloadavg()[0]},
         "method": __doc__,
     }
-    with sdc_backend(compile=args.compile):
-        payload["results"] = [
-            row
-            for label, base, full_width in pairs
-            for row in run_pair(
-                label,
-                base,
-                full_width,
-                sizes,
-                args.repeats_paper if base in PAPER_SCALE else args.repeats,
-                args.warmup,
-            )
-        ]
+    payload["results"] = [
+        row
+        for label, base, full_width in pairs
+        for row in run_pair(
+            label,
+            base,
+            full_width,
+            sizes,
+            args.repeats_paper if base in PAPER_SCALE else args.repeats,
+            args.warmup,
+        )
+    ]
     payload["load_average"]["end"] = os.getloadavg()[0]
     payload["total_s"] = round(time.perf_counter() - start, 1)
     text = markdown(payload)

@@ -3,7 +3,7 @@
 Each SDC is the full operator with Cf = Ci, 3x3, dilation 1, Perona-Malik similarity (lam = 1):
 ``d2 = NeighbourSquaredDistance(v)``, ``s = 1/sqrt(1 + d2)``, ``y = DifferenceConv(u, s, W)``, with
 the Triton functions of :mod:`sdnseg.nn._triton` or the autograd functions of
-:mod:`sdnseg.nn._autograd`; ``F.conv2d(u, W, padding=1)`` of the same shape is the anchor.
+:mod:`sdnseg.nn._gemm`; ``F.conv2d(u, W, padding=1)`` of the same shape is the anchor.
 Gradients flow into u, v and the weight. Reported per shape and precision: forward time (no
 grad), forward+backward time (CUDA events, warm-up, median), the peak memory allocated over a
 forward with grad on (above the inputs), and the bytes autograd saves for backward that are not
@@ -234,10 +234,11 @@ def compile_only(arch: int, defaults_only: bool) -> bool:
 # benchmark
 
 
-def sdc_functions(compile: bool = True) -> dict[str, Callable]:
-    """The timed methods; ``compile``: the PyTorch path's kernels through ``torch.compile``."""
-    from sdnseg.nn import _autograd, _triton
-    from sdnseg.nn._autograd import kernel_offsets
+def sdc_functions() -> dict[str, Callable]:
+    """The timed methods: Triton, the three-GEMM PyTorch path, conv2d."""
+    from sdnseg.nn import _gemm, _triton
+    from sdnseg.nn._tap_stacks import kernel_offsets
+    from sdnseg.nn.functional import perona_malik
 
     offsets = kernel_offsets((3, 3), 1)
 
@@ -246,8 +247,7 @@ def sdc_functions(compile: bool = True) -> dict[str, Callable]:
         return _triton.difference_conv(u, s, weight, offsets)
 
     def pytorch_sdc(u, v, weight):
-        s = torch.rsqrt(1.0 + _autograd.NeighbourSquaredDistance.apply(v, offsets, compile))
-        return _autograd.DifferenceConv.apply(u, s, weight, offsets, compile)
+        return _gemm.semantic_difference_conv(u, v, weight, None, offsets, perona_malik, 1.0)
 
     def conv2d(u, v, weight):
         return F.conv2d(u, weight, padding=1)
@@ -385,6 +385,8 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 def _compile_note(env: dict) -> str:
     # Results from before the flag was recorded have no key (their PyTorch path compiled: the
     # library then compiled inputs this large on its own).
+    if env.get("pytorch_path") == "three_gemm":
+        return ", PyTorch path: three GEMMs"
     if "pytorch_compile" not in env:
         return ""
     return f", PyTorch path torch.compile {'on' if env['pytorch_compile'] else 'off'}"
@@ -474,7 +476,7 @@ def merge_payload(earlier: dict, rows: list[dict], environments: dict[str, dict]
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
-    methods = sdc_functions(compile=args.compile)
+    methods = sdc_functions()
     methods = {k: methods[k] for k in args.methods}
     shapes = SHAPES[: args.max_shapes] if args.max_shapes else SHAPES
     path = RESULTS / f"{NAME}.json"
@@ -484,7 +486,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
             f"--merge: {path} was measured with --iters {earlier.get('iters')}, not {args.iters}"
         )
     rows: list[dict] = []
-    env = {**environment(), "pytorch_compile": args.compile}
+    env = {**environment(), "pytorch_path": "three_gemm"}
     environments = {p: env for p in args.precisions}
 
     def results() -> tuple[dict, str]:
@@ -525,13 +527,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="torch.compile the PyTorch path's kernels (default on, as the committed timings "
-        "were made: the library then compiled inputs this large on its own)",
-    )
     parser.add_argument(
         "--merge",
         action="store_true",

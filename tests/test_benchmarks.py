@@ -103,7 +103,7 @@ def test_sdc_speed_cuda_merge_rewrites_the_results_after_every_shape(tmp_path, m
         return [_speed_row(shape, precision, "triton", 1.0)]
 
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
-    monkeypatch.setattr(bench, "sdc_functions", lambda compile: {"triton": None})
+    monkeypatch.setattr(bench, "sdc_functions", lambda: {"triton": None})
     monkeypatch.setattr(bench, "measure", measure)
     monkeypatch.setattr(bench, "environment", lambda: {**_GPU, "date": "now"})
     earlier_row = {**measure(bench.SHAPES[0], "bf16", None, 0, 0)[0], "fwd_ms": 7.0}
@@ -116,7 +116,6 @@ def test_sdc_speed_cuda_merge_rewrites_the_results_after_every_shape(tmp_path, m
         iters=20,
         warmup=0,
         precisions=["fp32"],
-        compile=False,
     )
     bench.run_benchmark(args)
     written = json.loads((tmp_path / "sdc_speed_cuda.json").read_text())
@@ -130,6 +129,6 @@ def test_sdc_speed_cuda_merge_rewrites_the_results_after_every_shape(tmp_path, m
         "fp32": "now",
         "bf16": "then",
     }
-    assert written["environments"]["fp32"]["pytorch_compile"] is False
+    assert written["environments"]["fp32"]["pytorch_path"] == "three_gemm"
     markdown = (tmp_path / "sdc_speed_cuda.md").read_text()
-    assert "- bf16: G (1 SMs)" in markdown and "PyTorch path torch.compile off" in markdown
+    assert "- bf16: G (1 SMs)" in markdown and "PyTorch path: three GEMMs" in markdown

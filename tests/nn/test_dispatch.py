@@ -1,11 +1,11 @@
-"""One dispatch for the SDC (Eq. 5): backend argument, model-wide switch, environment, compile."""
+"""One dispatch for the SDC (Eq. 5): backend argument, model-wide switch, environment."""
 
 import logging
 
 import pytest
 import torch
 
-from sdnseg.nn import _autograd, _dispatch, _reference, _triton
+from sdnseg.nn import _dispatch, _gemm, _reference, _triton
 from sdnseg.nn import functional as SF
 from sdnseg.nn._reference import neighbour_similarity_reference, sdc_reference
 from tests.reference import cdc_reference
@@ -15,12 +15,9 @@ F64 = torch.float64
 
 @pytest.fixture(autouse=True)
 def _clean_switch(monkeypatch):
-    """No process-wide setting, no environment variable, no compiled kernel left by others."""
+    """No process-wide setting and no environment variable left by others."""
     monkeypatch.setattr(_dispatch, "_backend", None)
-    monkeypatch.setattr(_dispatch, "_compile", None)
-    monkeypatch.setattr(_autograd, "_compiled", {})
     monkeypatch.delenv("SDNSEG_SDC_BACKEND", raising=False)
-    monkeypatch.delenv("SDNSEG_COMPILE", raising=False)
 
 
 def _inputs(seed=0, dtype=F64, n=2, ci=3, co=4, cf=5, h=5, w=6):
@@ -93,11 +90,21 @@ def test_context_manager_sets_and_restores_the_default(monkeypatch):
 
 
 def test_context_manager_restores_on_exception():
-    SF.set_sdc_backend("torch", compile=False)
-    with pytest.raises(KeyError), SF.sdc_backend("reference", compile=True):
-        assert (SF.default_backend(), _dispatch.compile_enabled()) == ("reference", True)
+    SF.set_sdc_backend("torch")
+    with pytest.raises(KeyError), SF.sdc_backend("reference"):
+        assert SF.default_backend() == "reference"
         raise KeyError("boom")
-    assert (SF.default_backend(), _dispatch.compile_enabled()) == ("torch", False)
+    assert SF.default_backend() == "torch"
+
+
+def test_the_torch_path_is_the_three_gemm_one(monkeypatch):
+    fused = _spy(monkeypatch, _gemm, "semantic_difference_conv")
+    given = _spy(monkeypatch, _gemm, "difference_conv")
+    u, v, weight, bias = _inputs()
+    y = SF.semantic_difference_conv2d(u, v, weight, bias, backend="torch")
+    torch.testing.assert_close(y, sdc_reference(u, v, weight, bias), rtol=1e-10, atol=1e-10)
+    SF.central_difference_conv2d(u, weight, bias, backend="torch")
+    assert (len(fused), len(given)) == (1, 1)
 
 
 def test_set_sdc_backend_is_the_process_default_over_the_environment(monkeypatch):
@@ -175,78 +182,3 @@ def test_the_choice_is_logged_once_per_path_device_dtype(monkeypatch, caplog):
         "SDC backend 'reference': reference path for cpu torch.float64",
         "SDC backend 'torch': torch path for cpu torch.float32",
     ]
-
-
-def test_no_torch_compile_by_default(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("torch.compile called without opting in")
-
-    monkeypatch.setattr(torch, "compile", refuse)
-    # Large enough that the old automatic rule (from 2^23 elements) would have compiled.
-    u = torch.randn(1, 16, 256, 256, requires_grad=True)
-    v = torch.randn(1, 16, 256, 256, requires_grad=True)
-    weight = torch.randn(16, 16, 3, 3, requires_grad=True)
-    SF.semantic_difference_conv2d(u, v, weight).sum().backward()
-    assert _autograd._compiled == {}
-    assert _dispatch.choose_route(None, u) == _dispatch.Route("torch", compile=False)
-
-
-def _fake_compile(monkeypatch, fail=False):
-    """torch.compile replaced by a recorder (a real compile costs tens of seconds)."""
-    compiled = []
-
-    def fake(fn, dynamic=None):
-        compiled.append(fn.__name__)
-        if fail:
-            return lambda *args: (_ for _ in ()).throw(RuntimeError("no compiler"))
-        return fn
-
-    monkeypatch.setattr(torch, "compile", fake)
-    return compiled
-
-
-@pytest.mark.parametrize("how", ["context", "environment"])
-def test_compile_is_opt_in_and_logged(monkeypatch, caplog, how):
-    compiled = _fake_compile(monkeypatch)
-    u, v, weight, bias = _inputs(ci=4, co=3)
-    leaves = [t.requires_grad_(True) for t in (u, v, weight)]
-    if how == "environment":
-        monkeypatch.setenv("SDNSEG_COMPILE", "1")
-        switch = SF.sdc_backend()
-    else:
-        switch = SF.sdc_backend(compile=True)
-    with caplog.at_level(logging.INFO, logger="sdnseg.nn._autograd"), switch:
-        assert _dispatch.choose_route(None, u) == _dispatch.Route("torch", compile=True)
-        # Compilation belongs to the PyTorch path only.
-        assert _dispatch.choose_route("reference", u) == _dispatch.Route("reference")
-        for _ in range(2):
-            y = SF.semantic_difference_conv2d(*leaves, bias)
-            grads = torch.autograd.grad(y.sum(), leaves)
-    ref = sdc_reference(*leaves, bias)
-    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
-    for got, want in zip(grads, torch.autograd.grad(ref.sum(), leaves), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    assert sorted(compiled) == sorted(set(compiled)) and len(compiled) >= 3  # each kernel once
-    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert len(infos) == len(compiled) and all("torch.compile" in m for m in infos)
-
-
-def test_failed_compilation_falls_back_to_eager(monkeypatch, caplog):
-    _fake_compile(monkeypatch, fail=True)
-    u, v, weight, bias = _inputs()
-    with (
-        caplog.at_level(logging.WARNING, logger="sdnseg.nn._autograd"),
-        SF.sdc_backend(compile=True),
-    ):
-        y = SF.semantic_difference_conv2d(u, v, weight, bias)
-    torch.testing.assert_close(y, sdc_reference(u, v, weight, bias), rtol=1e-10, atol=1e-10)
-    assert any("failed" in r.getMessage() for r in caplog.records)
-    assert all(_autograd._compiled[fn] is fn for fn in _autograd._compiled)
-
-
-def test_compile_environment_value_is_checked(monkeypatch):
-    monkeypatch.setenv("SDNSEG_COMPILE", "auto")
-    with pytest.raises(ValueError, match="SDNSEG_COMPILE must be 0 or 1"):
-        _dispatch.compile_enabled()
-    monkeypatch.setenv("SDNSEG_COMPILE", "0")
-    assert not _dispatch.compile_enabled()

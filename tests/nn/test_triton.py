@@ -1,8 +1,8 @@
 """The Triton path of the semantic difference convolution (Eq. 5): ``sdnseg.nn._triton``.
 
 Every result is checked against the float64 loop reference of :mod:`sdnseg.nn._reference`
-(``backend="reference"``, written independently of both fast paths) and against the PyTorch fast
-path of :mod:`sdnseg.nn._autograd`.
+(``backend="reference"``, written independently of both fast paths) and against the PyTorch
+three-GEMM path of :mod:`sdnseg.nn._gemm`.
 
 Without a GPU the kernels run under Triton's interpreter on CPU tensors. Triton decides between
 compiling and interpreting when ``@triton.jit`` decorates a kernel, i.e. when
@@ -36,15 +36,12 @@ pytest.importorskip("triton")
 
 from sdnseg.nn import _triton  # noqa: E402
 from sdnseg.nn import functional as SF  # noqa: E402
-from sdnseg.nn._autograd import (  # noqa: E402
-    DifferenceConv,
-    NeighbourSquaredDistance,
-    kernel_offsets,
-)
+from sdnseg.nn._gemm import difference_conv, neighbour_squared_distance  # noqa: E402
 from sdnseg.nn._reference import difference_conv as ref_dc  # noqa: E402
 from sdnseg.nn._reference import neighbour_squared_distance as ref_d2  # noqa: E402
 from sdnseg.nn._reference import offsets as ref_offsets  # noqa: E402
 from sdnseg.nn._reference import sdc_reference, shifted_and_inside  # noqa: E402
+from sdnseg.nn._tap_stacks import kernel_offsets  # noqa: E402
 
 # (N, Ci, Co, H, W, (kh, kw), dilation); Cf = Ci + 1 for the guidance.
 CASES = {
@@ -140,10 +137,10 @@ def test_difference_conv_forward_and_gradients(case, device):
     assert_close64(y, y_ref)
     for got, ref in zip(grads, grads_ref, strict=True):
         assert_close64(got, ref)
-    # The PyTorch fast path, float32 on the CPU.
+    # The three-GEMM path, float32 on the CPU.
     cpu = [t.cpu() for t in inputs]
     y_fast, grads_fast = grads_of(
-        lambda *a: DifferenceConv.apply(*a, offsets), cpu, x["grad_y"].cpu(), torch.float32
+        lambda *a: difference_conv(*a, offsets), cpu, x["grad_y"].cpu(), torch.float32
     )
     assert_close64(y, y_fast)
     for got, fast in zip(grads, grads_fast, strict=True):
@@ -165,7 +162,7 @@ def test_neighbour_squared_distance_forward_and_gradient(case, device):
     assert_close64(d2, d2_ref)
     assert_close64(gv, gv_ref)
     d2_fast, (gv_fast,) = grads_of(
-        lambda v: NeighbourSquaredDistance.apply(v, offsets),
+        lambda v: neighbour_squared_distance(v, offsets),
         [x["v"].cpu()],
         x["grad_d2"].cpu(),
         torch.float32,
@@ -193,7 +190,7 @@ def test_composed_sdc_matches_fast_path(device):
         torch.float32,
     )
     y_fast, grads_fast = grads_of(
-        sdc(NeighbourSquaredDistance.apply, DifferenceConv.apply),
+        sdc(neighbour_squared_distance, difference_conv),
         [t.cpu() for t in inputs],
         x["grad_y"].cpu(),
         torch.float32,
@@ -402,7 +399,8 @@ def test_interpreter_after_a_compiled_import():
         os.environ.pop("TRITON_INTERPRET", None)
         import torch
         from sdnseg.nn import _triton
-        from sdnseg.nn._autograd import DifferenceConv, kernel_offsets
+        from sdnseg.nn._gemm import difference_conv
+        from sdnseg.nn._tap_stacks import kernel_offsets
         assert not _triton.kernels_interpreted()
         os.environ["TRITON_INTERPRET"] = "1"
         _triton._reload_kernels()
@@ -410,7 +408,7 @@ def test_interpreter_after_a_compiled_import():
         offsets = kernel_offsets((3, 3), 1)
         u, s, w = torch.randn(1, 3, 4, 5), torch.rand(1, 8, 4, 5), torch.randn(2, 3, 3, 3)
         y = _triton.difference_conv(u, s, w, offsets)
-        torch.testing.assert_close(y, DifferenceConv.apply(u, s, w, offsets))
+        torch.testing.assert_close(y, difference_conv(u, s, w, offsets))
         print("OK")
         """
     )

@@ -6,8 +6,8 @@ convolution ``sum_k W_k · S_k ⊙ (U_{m+k} - U_m)``, ask :func:`choose_route` w
 * ``"export"``: plain pad/slice/conv ops, whenever ONNX or ``torch.export`` is tracing (custom
   autograd functions and Triton kernels do not export), whatever backend was asked for;
 * ``"reference"``: the float64-exact loop of :mod:`sdnseg.nn._reference` (slow; plain autograd);
-* ``"torch"``: the custom autograd functions of :mod:`sdnseg.nn._autograd`, optionally with
-  their element-wise kernels ``torch.compile``'d;
+* ``"torch"``: convolution's three GEMMs plus element-wise work, :mod:`sdnseg.nn._gemm`, on any
+  device;
 * ``"triton"``: the fused kernels of :mod:`sdnseg.nn._triton`.
 
 The backend asked for is, first found: the call's ``backend=`` argument; the one set by
@@ -15,13 +15,8 @@ The backend asked for is, first found: the call's ``backend=`` argument; the one
 ``SDNSEG_SDC_BACKEND``; ``"auto"``. ``"auto"`` takes Triton for CUDA tensors when it can run and
 takes them (float16/32, bfloat16, under 2^31 elements per image), else the PyTorch path. Forcing
 ``"triton"`` where Triton cannot run is an error; inputs its kernels do not take (float64) still
-go to the PyTorch path.
-
-Compilation is opt-in: ``sdc_backend(compile=True)`` / ``set_sdc_backend(..., compile=True)``, or
-else ``SDNSEG_COMPILE=1``. It applies to the PyTorch path only, and not inside an outer
-``torch.compile``, which fuses the kernels itself. The first call of each kernel compiles it once
-for all shapes (tens of seconds for 3×3; a 5×5 kernel's 24 unrolled offsets take minutes), logged
-at INFO by :mod:`sdnseg.nn._autograd`.
+go to the PyTorch path. On CUDA the three-GEMM path (cuBLAS GEMMs, element-wise work in PyTorch
+ops) sits behind ``backend="torch"`` until a GPU measurement shows it faster than Triton.
 
 Environment variables are read at each call (not at import), so setting one at run time works.
 The state set here is process-wide (one model-wide switch, also seen by ``nn.DataParallel``'s
@@ -44,7 +39,6 @@ __all__ = [
     "BACKENDS",
     "Route",
     "choose_route",
-    "compile_enabled",
     "default_backend",
     "exporting",
     "sdc_backend",
@@ -53,21 +47,18 @@ __all__ = [
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 BACKEND_ENV = "SDNSEG_SDC_BACKEND"
-COMPILE_ENV = "SDNSEG_COMPILE"
 
 # None: not set in this process, the environment (then the default) decides.
 _backend: str | None = None
-_compile: bool | None = None
 _logged: set[tuple] = set()
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Route:
-    """The path one SDC call takes; ``compile`` only ever on the ``"torch"`` path."""
+    """The path one SDC call takes: ``"export"``, ``"reference"``, ``"torch"`` or ``"triton"``."""
 
     path: str
-    compile: bool = False
 
 
 def check_backend(backend: str, source: str = "backend") -> str:
@@ -83,50 +74,33 @@ def default_backend() -> str:
     return check_backend(os.environ.get(BACKEND_ENV, "auto"), BACKEND_ENV)
 
 
-def compile_enabled() -> bool:
-    """Whether the PyTorch path compiles its kernels: set here, else ``SDNSEG_COMPILE=1``."""
-    if _compile is not None:
-        return _compile
-    value = os.environ.get(COMPILE_ENV, "0")
-    if value not in ("0", "1", ""):
-        raise ValueError(f"{COMPILE_ENV} must be 0 or 1 (compilation is opt-in), got {value!r}")
-    return value == "1"
+def set_sdc_backend(backend: str) -> None:
+    """Set the process-wide SDC backend (one of :data:`BACKENDS`).
 
-
-def set_sdc_backend(backend: str, *, compile: bool | None = None) -> None:
-    """Set the process-wide SDC backend (one of :data:`BACKENDS`) and, if given, compilation.
-
-    ``"auto"``: Triton for CUDA tensors when available, else PyTorch; ``"reference"``: the plain
-    float64-exact loop (slow); ``"torch"``: always the PyTorch path; ``"triton"``: always Triton (an
-    error where it cannot run). Overrides ``SDNSEG_SDC_BACKEND`` / ``SDNSEG_COMPILE``.
+    ``"auto"``: Triton for CUDA tensors when available, else the three-GEMM PyTorch path;
+    ``"reference"``: the plain float64-exact loop (slow); ``"torch"``: always the three-GEMM path;
+    ``"triton"``: always Triton (an error where it cannot run). Overrides ``SDNSEG_SDC_BACKEND``.
     """
-    global _backend, _compile
+    global _backend
     _backend = check_backend(backend)
-    if compile is not None:
-        _compile = bool(compile)
 
 
 @contextlib.contextmanager
-def sdc_backend(backend: str | None = None, *, compile: bool | None = None) -> Iterator[None]:
-    """For the ``with`` block, the default SDC backend and/or compilation (None: leave as is).
-
-    Restores the previous settings on exit, also when the block raises::
+def sdc_backend(backend: str) -> Iterator[None]:
+    """The default SDC backend for the ``with`` block; the previous one is restored on exit,
+    also when the block raises::
 
         with sdnseg.nn.sdc_backend("reference"):
             y = model(x)
     """
-    global _backend, _compile
-    if backend is not None:
-        check_backend(backend)
-    previous = (_backend, _compile)
+    global _backend
+    check_backend(backend)
+    previous = _backend
     try:
-        if backend is not None:
-            _backend = backend
-        if compile is not None:
-            _compile = bool(compile)
+        _backend = backend
         yield
     finally:
-        _backend, _compile = previous
+        _backend = previous
 
 
 def exporting() -> bool:
@@ -150,18 +124,15 @@ def choose_route(backend: str | None, *tensors: torch.Tensor) -> Route:
         route = _triton_route(asked == "triton", tensors)
     else:
         route = Route("torch")
-    if route.path == "torch" and compile_enabled() and not torch.compiler.is_compiling():
-        route = Route("torch", compile=True)
     # Logging and the set of logged keys are side effects a compiler trace must not record.
     if not torch.compiler.is_compiling():
         key = (route, asked, tensors[0].device.type, tensors[0].dtype)
         if key not in _logged:
             _logged.add(key)
             log.debug(
-                "SDC backend %r: %s path%s for %s %s",
+                "SDC backend %r: %s path for %s %s",
                 asked,
                 route.path,
-                " (torch.compile)" if route.compile else "",
                 tensors[0].device.type,
                 tensors[0].dtype,
             )

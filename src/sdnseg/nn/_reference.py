@@ -3,7 +3,7 @@
 ``Y_m = sum_k W_k · S(V_{m+k}, V_m) · (U_{m+k} - U_m)``, computed the slow, obvious way: one term per
 kernel tap, each neighbour fetched by an explicit shift with an explicit in-image mask, summed in
 the input's dtype with plain autograd (so ``gradcheck`` runs through it; in float64 it is exact up
-to rounding). It is written independently of the fast paths (:mod:`sdnseg.nn._autograd`,
+to rounding). It is written independently of the fast paths (:mod:`sdnseg.nn._gemm`,
 :mod:`sdnseg.nn._triton`): its own tap enumeration, no padding, no product layouts, no masks
 shared with them. Tests and benchmarks check every other path against it.
 

@@ -1,7 +1,7 @@
 """Triton path of the semantic difference convolution (Eq. 5 of Tan, Wu, Pi 2022), private.
 
 Drop-in replacements, same signatures and semantics, for the two custom autograd functions of
-:mod:`sdnseg.nn._autograd` (the dispatch of :mod:`sdnseg.nn._dispatch` routes CUDA tensors here):
+:mod:`sdnseg.nn._gemm` (the dispatch of :mod:`sdnseg.nn._dispatch` routes CUDA tensors here):
 
 * :func:`neighbour_squared_distance` ``(v, offsets) -> d2`` (N, K, H, W),
   ``d2[:, k, m] = mean_f (V_f(m + o_k) - V_f(m))^2``, zero where ``m + o_k`` is outside the image;
@@ -11,8 +11,8 @@ Drop-in replacements, same signatures and semantics, for the two custom autograd
 
 Both are :class:`torch.autograd.Function` s whose forward and backward are Triton kernels
 (:mod:`sdnseg.nn._triton_kernels`), accumulating in fp32 for float32, bfloat16 and float16 inputs.
-Like the fast path they store only their inputs for backward (U, S, W; or V) and recompute the
-rest; unlike it they never materialise a (K·C, H, W) tensor, in forward or backward.
+Like the three-GEMM path they store only their inputs for backward (U, S, W; or V) and recompute
+the rest; unlike it they never build chunks of the (K·C, pixels) tap stack, in forward or backward.
 
 Memory layout: the kernels read features channels-last (a contiguous channel run per pixel), so
 the wrappers make channels-last copies of U, V and dY when these are not channels-last already,
@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from sdnseg.nn import _gemm
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -131,7 +133,7 @@ def _pixel_strides(x: torch.Tensor) -> tuple[int, int, int]:
 
 
 def _like_format(result: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``result`` (channels-last) in ``reference``'s memory format, as the fast path returns."""
+    """``result`` (channels-last) in ``reference``'s memory format, as the three-GEMM path returns."""
     if reference.is_contiguous(memory_format=torch.channels_last) and not reference.is_contiguous():
         return result
     return result.contiguous()
@@ -255,15 +257,13 @@ class TritonNeighbourSquaredDistance(torch.autograd.Function):
 
 
 def neighbour_squared_distance(v: torch.Tensor, offsets: Sequence[Offset]) -> torch.Tensor:
-    """Triton twin of ``NeighbourSquaredDistance.apply(v, offsets)``: (N, K, H, W), v's dtype.
+    """Triton twin of ``_gemm.neighbour_squared_distance(v, offsets)``: (N, K, H, W), v's dtype.
 
     Inputs the kernels do not take (float64, over 2^31 elements per image) go to the PyTorch
-    fast path, so a backend switch may route every CUDA tensor here.
+    three-GEMM path, so a backend switch may route every CUDA tensor here.
     """
     if not supports(v):
-        from sdnseg.nn._autograd import NeighbourSquaredDistance
-
-        return NeighbourSquaredDistance.apply(v, list(offsets))
+        return _gemm.neighbour_squared_distance(v, offsets)
     return TritonNeighbourSquaredDistance.apply(v, list(offsets))
 
 
@@ -438,13 +438,11 @@ class TritonDifferenceConv(torch.autograd.Function):
 def difference_conv(
     u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets: Sequence[Offset]
 ) -> torch.Tensor:
-    """Triton twin of ``DifferenceConv.apply(u, s, weight, offsets)``: (N, Co, H, W), u's dtype.
+    """Triton twin of ``_gemm.difference_conv(u, s, weight, offsets)``: (N, Co, H, W), u's dtype.
 
     Inputs the kernels do not take (float64, over 2^31 elements per image) go to the PyTorch
-    fast path, so a backend switch may route every CUDA tensor here.
+    three-GEMM path, so a backend switch may route every CUDA tensor here.
     """
     if not (supports(u) and supports(s)):
-        from sdnseg.nn._autograd import DifferenceConv
-
-        return DifferenceConv.apply(u, s, weight, list(offsets))
+        return _gemm.difference_conv(u, s, weight, offsets)
     return TritonDifferenceConv.apply(u, s, weight, list(offsets))

@@ -11,18 +11,16 @@ width. ``"perona_malik"`` is the paper's diffusivity ``g = 1 / sqrt(1 + d2 / lam
 Borders. A neighbour outside the image contributes nothing (its whole term is zero). Zero-padding
 ``U`` instead would turn every border pixel into a false boundary of height ``U_m``.
 
-Fast path. ``Y = sum_k W_k · S_k ⊙ (U_{m+k} - U_m)`` has the multiply-adds of a convolution once laid
-out as one matrix product, in either of two exact layouts: (a) stack the similarity-weighted
-differences ``D_k = S_k ⊙ (shift_k U - U)`` as (K·Ci) rows and multiply by ``W``; (b) since a 1×1
-product commutes with a shift, form ``P_k = W_k U`` for all ``k`` in one product and sum
-``S_k ⊙ (shift_k P_k - P_k)``. The narrower of Ci and Co decides (see :mod:`sdnseg.nn._autograd`).
+Fast path. ``Y = sum_k W_k · S_k ⊙ (U_{m+k} - U_m)`` is one matrix product once the
+similarity-weighted differences ``D_k = S_k ⊙ (shift_k U - U)`` are stacked as (K·Ci) rows: the
+GEMM of a convolution, and backward is a convolution's other two GEMMs plus element-wise gathers
+(:mod:`sdnseg.nn._gemm`, which builds D chunk by chunk and never keeps it).
 
 Backends. Every operator takes ``backend=``: ``"auto"`` (Triton for CUDA tensors where it runs,
-else the fast path), ``"reference"`` (the float64-exact loop of :mod:`sdnseg.nn._reference`),
-``"torch"`` or ``"triton"``; None is the current default, set for a whole model by
-``with sdc_backend(...)``, :func:`set_sdc_backend` or ``SDNSEG_SDC_BACKEND``. ``torch.compile`` of
-the fast path's kernels is opt-in (``sdc_backend(compile=True)`` or ``SDNSEG_COMPILE=1``). One
-function, :func:`sdnseg.nn._dispatch.choose_route`, makes the choice, logged at DEBUG.
+else the three-GEMM path), ``"reference"`` (the float64-exact loop of :mod:`sdnseg.nn._reference`),
+``"torch"`` (the three-GEMM path on any device) or ``"triton"``; None is the current default, set
+for a whole model by ``with sdc_backend(...)``, :func:`set_sdc_backend` or ``SDNSEG_SDC_BACKEND``.
+One function, :func:`sdnseg.nn._dispatch.choose_route`, makes the choice, logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -34,8 +32,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from sdnseg.nn import _reference, _triton
-from sdnseg.nn._autograd import DifferenceConv, NeighbourSquaredDistance, kernel_offsets
+from sdnseg.nn import _gemm, _reference, _triton
 
 # The backend switch is part of this module's API; the dispatch itself lives in _dispatch.
 from sdnseg.nn._dispatch import BACKENDS as BACKENDS
@@ -43,6 +40,7 @@ from sdnseg.nn._dispatch import choose_route, exporting
 from sdnseg.nn._dispatch import default_backend as default_backend
 from sdnseg.nn._dispatch import sdc_backend as sdc_backend
 from sdnseg.nn._dispatch import set_sdc_backend as set_sdc_backend
+from sdnseg.nn._tap_stacks import kernel_offsets
 
 Similarity = str | Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
 SIMILARITIES = ("perona_malik", "exp", "ones")
@@ -148,7 +146,7 @@ def neighbour_similarity(
     elif route.path == "triton":
         d2 = _triton.neighbour_squared_distance(v, offsets)
     else:
-        d2 = NeighbourSquaredDistance.apply(v, offsets, route.compile)
+        d2 = _gemm.neighbour_squared_distance(v, offsets)
     s = fn(d2, lam)
     if s.shape != d2.shape:
         raise ValueError(
@@ -209,6 +207,12 @@ def semantic_difference_conv2d(
         _check_same_dtype_device({"u": u, "lam": lam})
     _check_lam(lam)
     kernel_size = (weight.shape[2], weight.shape[3])
+    if choose_route(backend, u, v).path == "torch":
+        # One autograd function for the whole of Eq. 5: it keeps d2 for backward, not S as well.
+        offsets = kernel_offsets(kernel_size, dilation)
+        return _gemm.semantic_difference_conv(
+            u, v, weight, bias, offsets, resolve_similarity(similarity), lam
+        )
     s = neighbour_similarity(v, kernel_size, dilation, similarity, lam, backend)
     return _difference_conv(u, s, weight, bias, dilation, backend)
 
@@ -251,7 +255,7 @@ def _difference_conv(
     elif route.path == "triton":
         y = _triton.difference_conv(u, s, weight, offsets)
     else:
-        y = DifferenceConv.apply(u, s, weight, offsets, route.compile)
+        y = _gemm.difference_conv(u, s, weight, offsets)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y
