@@ -10,7 +10,8 @@ recorded. The anchor is each variant's baseline (its ``pair`` in the study file)
 the same run. The optimiser, loss settings, batch and crop come from the study's fit config.
 
 Run: ``python benchmarks/train_speed.py`` (about 5 minutes on 2 cores; stop the study runner
-first and let the load settle) -> ``benchmarks/results/train_speed_<study>.{json,md}``.
+first and let the load settle) -> ``benchmarks/results/train_speed_<study>.{json,md}``;
+``--crop 360 480 --batch 8`` times another input than the study's.
 """
 
 from __future__ import annotations
@@ -123,11 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="configuration names (default: all)")
     parser.add_argument("--name", help="result name (default train_speed_<study>)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--crop", type=int, nargs=2, metavar=("H", "W"), help="default: the fit config's crop"
+    )
+    parser.add_argument("--batch", type=int, help="default: the fit config's batch size")
     args = parser.parse_args(argv)
 
     study = Study.load(Path(args.study))
     fit = yaml.safe_load(Path(study.config).read_text())
-    args.crop, args.batch = fit["data"]["crop_size"], fit["data"]["batch_size"]
+    # Another crop or batch is timed by changing the fit config the steps are built from.
+    fit["data"]["crop_size"] = args.crop = args.crop or fit["data"]["crop_size"]
+    fit["data"]["batch_size"] = args.batch = args.batch or fit["data"]["batch_size"]
     torch.use_deterministic_algorithms(bool(fit.get("trainer", {}).get("deterministic", False)))
     # Classes and batches per epoch as the study's runs see them (reads the dataset's lists).
     num_classes, _, batches = study_shape(study)

@@ -47,6 +47,18 @@ def test_export_matches_pytorch_at_another_size(tmp_path, name):
     assert model.training
 
 
+def test_ocrnet_export_matches_pytorch_relative_to_its_logits(tmp_path):
+    """OCRNet's gather and attention export as matmuls and softmaxes. An untrained HRNet in eval
+    mode (unit running variances) gives logits near 100, so float32 rounding is measured
+    relative to their size."""
+    model = create_model("ocrnet_hr18s", 4)  # the SDN neck exports in the models above
+    path = export_onnx(model, tmp_path / "ocrnet.onnx", input_size=(64, 64))
+    images = torch.randn(2, 3, 96, 80)
+    with torch.no_grad():
+        scale = model.eval()(images).abs().max().item()
+    assert verify_onnx(model, path, images) <= 1e-5 * max(scale, 1.0)
+
+
 def test_vit_traced_at_its_own_grid_still_resizes_position_embedding(tmp_path):
     model = create_model("segmenter_vitt16", 4)  # position embedding 14×14 = 224 / 16
     path = export_onnx(model, tmp_path / "vit.onnx", input_size=(224, 224))

@@ -203,3 +203,31 @@ def test_device_count_reads_every_devices_form():
     assert cli._device_count([0, 1, 2], gpu=True) == 3
     assert cli._device_count("0,1", gpu=True) == 2
     assert cli._device_count("auto", gpu=False) == 1
+
+
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "configs" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", [p for p in STUDIES if not p.stem.endswith("_train")], ids=str)
+def test_every_study_resolves_with_every_run(path, capsys):
+    """Each run of a study is its fit config plus the run's arch and overrides: all resolve."""
+    from sdnseg.models import get_config
+    from sdnseg.studies.spec import Study
+
+    study = Study.load(path)
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                str(study.config),
+                "--model.arch",
+                study.runs[0].arch,
+                "--print_config",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    for run in study.runs:
+        get_config(run.arch, **run.overrides)

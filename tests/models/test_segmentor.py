@@ -3,8 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from sdnseg.models import SegmentorOutput, cross_entropy, segmentation_loss
+from sdnseg.models import FCNHead, Segmentor, SegmentorOutput, cross_entropy, segmentation_loss
 from sdnseg.nn import SingleScaleSDN
 
 
@@ -26,6 +27,37 @@ def test_forward_is_logits_and_forward_train_adds_aux(toy_segmentor):
     logits = model(images)  # train mode too: logits, not a dict
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 5, 19, 21)
     assert toy_segmentor(aux=False).train().forward_train(torch.randn(2, 3, 16, 16)).aux == {}
+
+
+class _HeadWithAux(nn.Module):
+    """Logits from the last feature, auxiliary logits from the first (as OCRHead returns both)."""
+
+    returns_aux = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_classes = 5
+        self.main, self.aux = nn.Conv2d(16, 5, 1), nn.Conv2d(8, 5, 1)
+
+    def forward(self, features):
+        return self.main(features[-1]), self.aux(features[0])
+
+
+def test_a_head_that_returns_aux_logits_gives_them_in_training_only(toy_segmentor):
+    backbone = toy_segmentor(aux=False).backbone
+    model = Segmentor(backbone, _HeadWithAux())
+    assert model.has_aux and not toy_segmentor(aux=False).has_aux and toy_segmentor().has_aux
+    images = torch.randn(2, 3, 19, 21)
+    out = model.forward_train(images)
+    features = backbone(F.pad(images, (0, 3, 0, 1)))  # the padded forward, to 20 x 24
+    expected = F.interpolate(model.head.aux(features[0]), size=(20, 24), mode="bilinear")
+    torch.testing.assert_close(out.aux["aux"], expected[..., :19, :21])
+    logits = model(images)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 5, 19, 21)
+    torch.testing.assert_close(logits, out.logits)
+    aux_head = FCNHead(8, 5, channels=4, num_convs=1, concat_input=False, in_index=0)
+    with pytest.raises(ValueError, match="returns its own auxiliary logits"):
+        Segmentor(backbone, _HeadWithAux(), aux_head=aux_head)
 
 
 def test_input_is_zero_padded_bottom_right_and_logits_cropped(toy_segmentor):

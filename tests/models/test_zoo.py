@@ -13,9 +13,9 @@ from sdnseg.models import (
     list_models,
     segmentation_loss,
 )
-from sdnseg.nn import SDN, CentralDifferenceConv2d, MultiScaleSDN, SingleScaleSDN
+from sdnseg.nn import SDN, CentralDifferenceConv2d, ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
-CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt")
+CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt", "ocrnet_hr18s")
 # Segmentors; the SegFix networks (boundary and direction maps, no SDN twin) are tested in
 # test_segfix.py.
 SEGMENTORS = [name for name, config in MODELS.items() if config.decoder != "segfix"]
@@ -43,7 +43,7 @@ class ModelTester:
         outputs = model.forward_train(torch.randn(2, 3, self.size, self.size))
         for logits in (outputs.logits, *outputs.aux.values()):
             assert logits.shape == (2, self.num_classes, self.size, self.size)
-        assert ("aux" in outputs.aux) == (model.aux_head is not None)
+        assert ("aux" in outputs.aux) == model.has_aux
         model.zero_grad()
         segmentation_loss(outputs, target).backward()
         for name, param in model.named_parameters():
@@ -84,6 +84,14 @@ class TestSegmenterViTT16SDN(ModelTester):
     name, size, odd_size = "segmenter_vitt16_sdn", 32, (37, 45)
 
 
+class TestOCRNetHR18S(ModelTester):
+    name = "ocrnet_hr18s"
+
+
+class TestOCRNetHR18SSDN(ModelTester):
+    name = "ocrnet_hr18s_sdn"
+
+
 @pytest.mark.parametrize(
     "name", [n for n in SEGMENTORS if not n.startswith(CPU_SCALE)], scope="class"
 )
@@ -114,6 +122,9 @@ def test_neck_kinds():
     assert isinstance(create_model("fcn_r18d8_sdn", 3).neck, SingleScaleSDN)
     assert isinstance(create_model("segmenter_vitt16_sdn", 3).neck, SingleScaleSDN)
     assert isinstance(create_model("semfpn_r18_sdn", 3).neck, MultiScaleSDN)
+    assert isinstance(create_model("ocrnet_hr18s_sdn", 3).neck, MultiScaleSDN)
+    concat = create_model("ocrnet_hr18s_sdn", 3, sdn_placement="concat").neck
+    assert isinstance(concat, ConcatSDN)
     assert create_model("fcn_r18d8", 3).neck is None
 
 
@@ -167,7 +178,7 @@ def test_config_round_trip_and_top_level_factory():
     assert ModelConfig.from_dict(record) == model.config
     rebuilt = create_model(record["name"], 4, **record["overrides"])
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
-    assert list_models() == list(MODELS) and len(MODELS) == 22 and len(SEGMENTORS) == 20
+    assert list_models() == list(MODELS) and len(MODELS) == 28 and len(SEGMENTORS) == 26
 
 
 def test_pretrained_path_loads_backbone_weights(tmp_path):
@@ -189,6 +200,9 @@ def test_pretrained_path_loads_backbone_weights(tmp_path):
         ("fcn_r18d8_sdn", {"operator": "dconv"}, "operator"),
         ("fcn_r18d8", {"out_indices": (1, 2, 3, 6)}, "out_indices"),
         ("fcn_r18d8", {"out_indices": (4,)}, "auxiliary head reads feature -2"),
+        ("ocrnet_hr18s", {"sdn_placement": "concat"}, "ocrnet_hr18s_sdn"),
+        ("ocrnet_hr18s_sdn", {"sdn_placement": "stem"}, "'multi_scale', 'concat'"),
+        ("fcn_r18d8_sdn", {"sdn_placement": "concat"}, "of a 'fcn' decoder.*single_scale"),
     ],
 )
 def test_factory_errors(name, overrides, match):

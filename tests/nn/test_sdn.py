@@ -1,16 +1,19 @@
-"""The SDN module and the single-/multi-scale SDN necks."""
+"""The SDN module and the single-/multi-scale and concatenated-feature SDN necks."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sdnseg.nn import (
     SDN,
     CentralDifferenceConv2d,
+    ConcatSDN,
     MultiScaleSDN,
     SemanticDifferenceConv2d,
     SingleScaleSDN,
 )
+from sdnseg.nn.sdn import resize_concat
 
 
 @pytest.mark.parametrize("operator", ["sdc", "conv", "cdc"])
@@ -77,3 +80,28 @@ def test_multi_scale_neck_caps_sdc_channels_per_stage():
 def test_sdn_passes_the_backend_to_its_operator(operator):
     assert SDN(8, operator=operator, backend="reference").op.backend == "reference"
     assert SDN(8, operator=operator).op.backend is None
+
+
+def test_resize_concat_is_bilinear_resize_then_cat():
+    feats = [torch.randn(2, c, s, s + 2) for c, s in [(3, 9), (4, 5), (5, 3)]]
+    expected = torch.cat(
+        [feats[0]]
+        + [F.interpolate(f, size=(9, 11), mode="bilinear", align_corners=False) for f in feats[1:]],
+        dim=1,
+    )
+    torch.testing.assert_close(resize_concat(feats), expected)
+    assert resize_concat(feats[:1]) is feats[0]
+    with pytest.raises(ValueError, match="at least one"):
+        resize_concat([])
+
+
+def test_concat_neck_is_the_single_scale_sdn_on_the_concatenation():
+    torch.manual_seed(0)
+    neck = ConcatSDN([4, 8], guidance_channels=6, sdc_channels=5).eval()
+    feats = [torch.randn(1, 4, 12, 10), torch.randn(1, 8, 6, 5)]
+    (out,) = neck(feats)
+    assert out.shape == (1, 12, 12, 10)
+    assert isinstance(neck.sdn, SingleScaleSDN) and neck.sdn.guidance[0].in_channels == 12
+    torch.testing.assert_close(out, neck.sdn([resize_concat(feats)])[0])
+    with pytest.raises(ValueError, match=r"\[4, 8\] channels, got \[4, 4\]"):
+        neck([feats[0], feats[0]])

@@ -69,15 +69,17 @@ def _batchnorms(module: nn.Module) -> list[_BatchNorm]:
 
 def set_encoder_frozen(net: nn.Module, frozen: bool, batchnorm: str = "train") -> None:
     """Freeze (no gradient, BN in eval mode) or unfreeze ``net.backbone``; with
-    ``batchnorm="frozen"`` its BN layers stay frozen either way. Call again after ``net.train()``,
-    which puts BN layers back in training mode."""
+    ``batchnorm="frozen"`` its BN layers stay frozen either way. Unfrozen, the encoder takes the
+    mode of ``net``. Call again after ``net.train()``, which puts BN layers back in training
+    mode."""
     if batchnorm not in BATCHNORM_MODES:
         raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}")
     encoder = _encoder(net)
     for param in encoder.parameters():
         param.requires_grad_(not frozen)
-    if frozen:
-        encoder.eval()
+    # Unfreezing restores the net's own mode: Lightning keeps a module's eval mode across
+    # validation, so a frozen encoder would otherwise stay in eval mode for good.
+    encoder.train(net.training and not frozen)
     if frozen or batchnorm == "frozen":
         for bn in _batchnorms(encoder):
             bn.eval()

@@ -9,6 +9,11 @@ logits at the input size. The forward contract:
   auxiliary outputs the losses need (the auxiliary FCN head's logits, ``aux["aux"]``, and the
   edge head's boundary logit, ``aux["edge"]``).
 
+A head that makes its own auxiliary prediction on the way to its logits (OCRNet's soft object
+regions, :class:`~sdnseg.models.heads.OCRHead`) sets ``returns_aux = True`` and returns
+``(logits, aux_logits)``; ``forward_train`` gives the second as ``aux["aux"]``, so the losses weight
+it as they weight an auxiliary head's, and such a segmentor takes no separate ``aux_head``.
+
 :meth:`Segmentor.inference` adds mmseg's sliding window and the multi-scale + flip test-time
 augmentation (softmax averaged over the views).
 """
@@ -62,9 +67,11 @@ class Segmentor(nn.Module, SegmentorHubMixin):
 
     Args:
         backbone: returns a list of features and has ``reductions`` (a :class:`Backbone`).
-        head: features -> logits; has ``num_classes``.
-        neck: features -> features of the same shapes (an SDN neck), or ``None``.
-        aux_head: a second head for the auxiliary loss, used in training mode only.
+        head: features -> logits; has ``num_classes``. With ``returns_aux = True``: features ->
+            ``(logits, aux_logits)`` (see the module docstring).
+        neck: features -> features (an SDN neck), or ``None``.
+        aux_head: a second head for the auxiliary loss, run by ``forward_train`` only; not with
+            a head that returns its own auxiliary logits.
         edge_head: a boundary head (:class:`~sdnseg.models.heads.EdgeHead`), run by
             ``forward_train`` only, for the edge losses (InverseForm).
         size_divisor: the input is padded to a multiple of it. Default: the largest backbone
@@ -74,12 +81,14 @@ class Segmentor(nn.Module, SegmentorHubMixin):
     Attributes:
         num_classes: classes of the head's logits.
         size_divisor: as above.
+        has_aux: whether ``forward_train`` gives ``aux["aux"]`` (an auxiliary head, or a head
+            that returns its own auxiliary logits).
         config: the :class:`~sdnseg.models.ModelConfig` if built by ``create_model``, else ``None``.
 
     Shape:
         forward: (N, 3, H, W) -> logits (N, num_classes, H, W), in train and eval mode.
         forward_train: (N, 3, H, W) -> :class:`SegmentorOutput`, with ``aux["aux"]`` (same shape)
-        when there is an auxiliary head.
+        when ``has_aux``.
     """
 
     def __init__(
@@ -101,6 +110,13 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         if not hasattr(head, "num_classes"):
             raise ValueError(f"head {type(head).__name__} has no attribute num_classes")
         self.num_classes: int = head.num_classes
+        self.head_returns_aux = bool(getattr(head, "returns_aux", False))
+        if self.head_returns_aux and aux_head is not None:
+            raise ValueError(
+                f"head {type(head).__name__} returns its own auxiliary logits (aux['aux']); "
+                "pass no aux_head"
+            )
+        self.has_aux = self.head_returns_aux or aux_head is not None
         if size_divisor is None:
             size_divisor = max(backbone.reductions)
         self.size_divisor = size_divisor
@@ -115,9 +131,14 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         padded = pad_to_multiple(images, self.size_divisor)
         features = self.features(padded)
         padded_size, size = padded.shape[-2:], images.shape[-2:]
-        output = SegmentorOutput(crop_padding(self.head(features), padded_size, size))
-        if with_aux and self.aux_head is not None:
-            output.aux["aux"] = crop_padding(self.aux_head(features), padded_size, size)
+        logits, aux = self.head(features), None
+        if self.head_returns_aux:
+            logits, aux = logits
+        elif with_aux and self.aux_head is not None:
+            aux = self.aux_head(features)
+        output = SegmentorOutput(crop_padding(logits, padded_size, size))
+        if with_aux and aux is not None:
+            output.aux["aux"] = crop_padding(aux, padded_size, size)
         if with_aux and self.edge_head is not None:
             output.aux["edge"] = crop_padding(self.edge_head(features), padded_size, size)
         return output
@@ -126,7 +147,7 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         return self._decode(images, with_aux=False).logits
 
     def forward_train(self, images: torch.Tensor) -> SegmentorOutput:
-        """Logits and the auxiliary outputs (the auxiliary head runs only here)."""
+        """Logits and the auxiliary outputs (the auxiliary and edge heads run only here)."""
         return self._decode(images, with_aux=True)
 
     def slide_inference(

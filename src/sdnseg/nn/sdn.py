@@ -1,5 +1,9 @@
 """The SDN module (Sec. 4.2) and the necks that place it in a segmentor (Sec. 4.3, Eq. 6).
 
+:class:`SingleScaleSDN` (Fig. 4a) and :class:`MultiScaleSDN` (Fig. 4b, Eq. 6) are the paper's two
+placements; :class:`ConcatSDN` is the single-scale one on the resized concatenation of all
+features, the input of decoders that read an HRNet that way (OCRNet).
+
 Normalisation and activation are not given by the paper; we chose:
 
 * after the SDC (or the ablation's conv/CDC): BatchNorm, then ReLU, as after every conv of the
@@ -189,6 +193,69 @@ class MultiScaleSDN(nn.Module):
             raise ValueError(f"expected {len(self.sdns)} features, got {len(features)}")
         guides = [*features[1:], self.guidance(features[-1])]
         return [sdn(f, g) for sdn, f, g in zip(self.sdns, features, guides, strict=True)]
+
+
+class ConcatSDN(nn.Module):
+    """Single-scale SDN (Fig. 4a) on :func:`resize_concat` of all features.
+
+    The features are brought to the finest one's size and concatenated, as a decoder that reads
+    HRNet's branches this way does (mmseg's ``input_transform="resize_concat"``); that one map is
+    then the ``F`` of ``F_sdn = SDN(F, Φ(F))``. The neck returns it alone, so the decoder's own
+    concatenation of a one-feature list leaves it as it is.
+
+    Args:
+        in_channels: channels of each feature; the SDN is ``sum(in_channels)`` wide.
+        guidance_channels, sdc_channels, norm_layer, act_layer, **sdn_kwargs: as
+            :class:`SingleScaleSDN`.
+
+    Shape:
+        a list of features, the first (N, C_0, H, W) -> ``[(N, sum(in_channels), H, W)]``
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        guidance_channels: int = 256,
+        sdc_channels: int | None = None,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+        **sdn_kwargs,
+    ) -> None:
+        super().__init__()
+        self.in_channels = [int(c) for c in in_channels]
+        self.sdn = SingleScaleSDN(
+            [sum(self.in_channels)],
+            guidance_channels,
+            sdc_channels,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            **sdn_kwargs,
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        if [f.shape[1] for f in features] != self.in_channels:
+            raise ValueError(
+                f"ConcatSDN expects features of {self.in_channels} channels, got "
+                f"{[f.shape[1] for f in features]}"
+            )
+        return self.sdn([resize_concat(features)])
+
+
+def resize_concat(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The features resized bilinearly to the first one's size and concatenated over channels.
+
+    mmseg's ``input_transform="resize_concat"`` (``align_corners=False``); one feature is
+    returned as it is.
+
+    Shape:
+        [(N, C_i, H_i, W_i), ...] -> (N, sum C_i, H_0, W_0)
+    """
+    if not features:
+        raise ValueError("resize_concat needs at least one feature, got none")
+    if len(features) == 1:
+        return features[0]
+    first = features[0]
+    return torch.cat([first, *(resize_like(f, first) for f in features[1:])], dim=1)
 
 
 def resize_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

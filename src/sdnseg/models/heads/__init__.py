@@ -3,6 +3,17 @@
 from sdnseg.models.heads.edge import EdgeHead
 from sdnseg.models.heads.fcn import Classifier, FCNHead
 from sdnseg.models.heads.fpn import FPN, SemanticFPNHead
+from sdnseg.models.heads.ocr import ObjectContext, OCRHead, spatial_gather
 from sdnseg.models.heads.segmenter import SegmenterMaskHead
 
-__all__ = ["FPN", "Classifier", "EdgeHead", "FCNHead", "SegmenterMaskHead", "SemanticFPNHead"]
+__all__ = [
+    "FPN",
+    "Classifier",
+    "EdgeHead",
+    "FCNHead",
+    "OCRHead",
+    "ObjectContext",
+    "SegmenterMaskHead",
+    "SemanticFPNHead",
+    "spatial_gather",
+]
