@@ -16,6 +16,9 @@ from sdnseg.models import (
 from sdnseg.nn import SDN, CentralDifferenceConv2d, ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
 CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt", "ocrnet_hr18s")
+# Segmentors; the SegFix networks (boundary and direction maps, no SDN twin) are tested in
+# test_segfix.py.
+SEGMENTORS = [name for name, config in MODELS.items() if config.decoder != "segfix"]
 
 
 @pytest.fixture(scope="class")
@@ -89,7 +92,9 @@ class TestOCRNetHR18SSDN(ModelTester):
     name = "ocrnet_hr18s_sdn"
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if not n.startswith(CPU_SCALE)], scope="class")
+@pytest.mark.parametrize(
+    "name", [n for n in SEGMENTORS if not n.startswith(CPU_SCALE)], scope="class"
+)
 class TestPaperScale(ModelTester):
     """About a second per model at 32 px, so not marked slow."""
 
@@ -100,7 +105,7 @@ class TestPaperScale(ModelTester):
         return create_model(name, self.num_classes)
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if not n.endswith("_sdn")])
+@pytest.mark.parametrize("name", [n for n in SEGMENTORS if not n.endswith("_sdn")])
 def test_sdn_twin_differs_only_by_the_neck(name):
     base, twin = get_config(name), get_config(name + "_sdn")
     assert twin.sdn is not None and base.sdn is None
@@ -173,7 +178,7 @@ def test_config_round_trip_and_top_level_factory():
     assert ModelConfig.from_dict(record) == model.config
     rebuilt = create_model(record["name"], 4, **record["overrides"])
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
-    assert list_models() == list(MODELS) and len(MODELS) == 26
+    assert list_models() == list(MODELS) and len(MODELS) == 28 and len(SEGMENTORS) == 26
 
 
 def test_pretrained_path_loads_backbone_weights(tmp_path):

@@ -22,6 +22,7 @@ from sdnseg.data.collate import collate_segmentation
 from sdnseg.data.folder import SegmentationFolder
 from sdnseg.data.info import IGNORE_INDEX, DatasetClass, DatasetInfo, default_palette
 from sdnseg.data.io import IMAGE_EXTENSIONS, read_image, read_mask
+from sdnseg.data.segfix_targets import DIRECTIONS, SegFixTargets, segfix_target_maps, segfix_targets
 from sdnseg.data.synthetic import SyntheticShapes
 from sdnseg.data.transforms import (
     IMAGENET_MEAN,
@@ -39,6 +40,7 @@ from sdnseg.data.transforms import (
 __all__ = [
     "ADE20K",
     "DATASETS",
+    "DIRECTIONS",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -53,6 +55,7 @@ __all__ = [
     "RandomCropCatMax",
     "RandomRatioResize",
     "SegmentationDataset",
+    "SegFixTargets",
     "SegmentationFolder",
     "SyntheticShapes",
     "build_dataset",
@@ -63,6 +66,8 @@ __all__ = [
     "eval_transforms",
     "read_image",
     "read_mask",
+    "segfix_target_maps",
+    "segfix_targets",
     "train_transforms",
 ]
 

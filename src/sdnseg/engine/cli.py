@@ -18,8 +18,10 @@ TensorBoard and CSV logs, the resolved ``config.yaml`` and ``checkpoints/``: ``l
 each validation, at the end, and every ``--last_checkpoint.every_n_train_steps``) and the best by
 ``--checkpoint.monitor`` (default ``val/mIoU``), all written atomically; a rich progress bar;
 SyncBatchNorm whenever DDP spans several GPUs; with ``--ckpt_path``, the network (arch, overrides,
-classes, inference mode) is taken from the checkpoint unless given; ``--postprocess crf`` for
-``test`` and ``predict``; ``--report DIR`` for ``validate`` and ``test`` writes the evaluator's
+classes, inference mode) is taken from the checkpoint unless given; ``--postprocess crf`` (DenseCRF)
+or ``--postprocess segfix --segfix_checkpoint PATH`` (SegFix, a network trained with
+``sdnseg fit --model.arch segfix_r18``) for ``validate``, ``test`` and ``predict``;
+``--report DIR`` for ``validate`` and ``test`` writes the evaluator's
 files (:class:`~sdnseg.engine.evaluation_report.EvaluationReport`). Other subcommands
 (:data:`COMMANDS`) are functions ``main(argv) -> int`` in their own modules, imported only when
 called.
@@ -65,6 +67,8 @@ from sdnseg.inference import hub, load_model
 from sdnseg.inference.checkpoint import DataInfo, read_checkpoint
 from sdnseg.inference.images import ImageFiles, list_images, predict_loader
 from sdnseg.inference.postprocess import require_crf
+from sdnseg.inference.segfix import read_segfix_record
+from sdnseg.models import get_config
 
 __all__ = ["COMMANDS", "SegmentationCLI", "main"]
 
@@ -194,12 +198,21 @@ class SegmentationCLI(LightningCLI):
                 "their options given again are shadowed, with a warning), 'weights' loads the "
                 "weights only and starts a new run with this command's hyper-parameters.",
             )
-        if subcommand in ("test", "predict"):
+        if subcommand in ("validate", "test", "predict"):
             parser.add_argument(
                 "--postprocess",
-                type=Literal["none", "crf"] | None,
+                type=Literal["none", "crf", "segfix"] | None,
                 default=None,
-                help="Refine the softmax with DenseCRF (needs pip install 'sdnseg[crf]').",
+                help="Refine the softmax with DenseCRF (needs pip install 'sdnseg[crf]') or with "
+                "SegFix (needs --segfix_checkpoint).",
+            )
+            parser.add_argument(
+                "--segfix_checkpoint",
+                "--segfix-checkpoint",
+                type=str | None,
+                default=None,
+                help="For --postprocess segfix: a checkpoint of sdnseg fit --model.arch "
+                "segfix_r18 (or segfix_efflite2).",
             )
         if subcommand in ("validate", "test"):
             parser.add_argument(
@@ -266,8 +279,21 @@ class SegmentationCLI(LightningCLI):
             trainer.sync_batchnorm = False
         if config.get("postprocess"):
             config.model.postprocess = config.postprocess
+        if config.get("segfix_checkpoint"):
+            config.model.segfix_checkpoint = config.segfix_checkpoint
+        # Fail now, not after the model is loaded.
         if config.model.postprocess == "crf":
-            require_crf()  # fail now, not after the model is loaded
+            require_crf()
+        if config.model.postprocess == "segfix":
+            if not config.model.segfix_checkpoint:
+                raise ValueError("--postprocess segfix needs --segfix_checkpoint PATH")
+            read_segfix_record(config.model.segfix_checkpoint)
+        arch = config.model.arch
+        if config.get("report") and arch and get_config(arch).decoder == "segfix":
+            raise ValueError(
+                f"--report scores label maps; {arch} is a SegFix network, which predicts none "
+                "(its val/test scores are logged)"
+            )
         if self.subcommand == "predict" and not config.get("ckpt_path"):
             raise ValueError("predict needs --ckpt_path (the weights to predict with)")
 

@@ -92,7 +92,12 @@ class ValidationImages(Callback):
         return pictures
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        # A SegFix network predicts no label map to picture.
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or getattr(pl_module, "is_segfix", False)
+        ):
             return
         tensorboard = self._tensorboard(trainer)
         if tensorboard is None:

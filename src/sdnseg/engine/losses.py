@@ -9,6 +9,9 @@ What needs the data or the network is settled here, at ``fit`` setup, before the
 - a class-weight vector whose length is not the model's class count is refused, naming both;
 - terms that read ``aux["edge"]`` (edge BCE, edge attention, InverseForm) are refused for a network
   without an edge head, naming the model and the override that adds one.
+
+A SegFix network trains with :class:`~sdnseg.models.losses.SegFixLoss` alone
+(:func:`segfix_loss`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from torch import nn
 from sdnseg.models.losses import (
     CombinedLoss,
     CrossEntropyLoss,
+    SegFixLoss,
     build_loss,
+    build_loss_term,
     class_pixel_counts,
     median_frequency_weights,
 )
 
-__all__ = ["training_loss"]
+__all__ = ["segfix_loss", "training_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,4 +83,28 @@ def training_loss(
             f"the losses {readers} need an edge head, but model {model_name!r} has none; add one "
             "with --model.model_overrides '{edge_head: true}' (create_model(..., edge_head=True))"
         )
+    return loss
+
+
+def segfix_loss(
+    specs: Sequence[Mapping[str, Any]] | None, model_name: str, ignore_index: int
+) -> SegFixLoss:
+    """The loss of a SegFix network: :class:`SegFixLoss` with its defaults when ``specs`` is
+    None, else the one ``SegFixLoss`` spec given (its ``weight`` scales both terms).
+
+    Raises:
+        ValueError: ``specs`` other than one SegFixLoss, naming the model and the classes given.
+    """
+    if specs is None:
+        return SegFixLoss(ignore_index=ignore_index)
+    terms = [build_loss_term(spec, ignore_index) for spec in specs]
+    if len(terms) != 1 or not isinstance(terms[0][1], SegFixLoss):
+        raise ValueError(
+            f"model {model_name!r} is a SegFix network and trains with "
+            "sdnseg.models.losses.SegFixLoss alone (its boundary_weight and direction_weight in "
+            f"init_args), got {[type(loss).__name__ for _, loss in terms]}"
+        )
+    weight, loss = terms[0]
+    loss.boundary_weight *= weight
+    loss.direction_weight *= weight
     return loss

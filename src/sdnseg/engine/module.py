@@ -11,16 +11,22 @@ or given from Python; it knows nothing of losses, optimisers or data. This modul
   0.001/0 for Segmenter unless given; AdamW and linear warm-up as options;
 - evaluation on full-resolution masks: the prediction for the resized image is brought back to
   the mask's size (:func:`~sdnseg.inference.probabilities`), in ``whole`` or ``slide``
-  mode; ``test`` adds multi-scale + flip and/or DenseCRF and reports every variant beside the
-  single-scale one (``test/mIoU``, ``test/mIoU_ms``, ``test/mIoU_crf``...);
+  mode; ``test`` adds multi-scale + flip and/or a post-processing (DenseCRF or SegFix) and
+  reports every variant beside the single-scale one (``test/mIoU``, ``test/mIoU_ms``,
+  ``test/mIoU_crf``...; ``validate`` the post-processed one as ``val/*_crf``, ``val/*_segfix``);
 - mIoU/mAcc/aAcc and boundary F at 1 px and 3 px under both absent-boundary conventions
   (``BF@1px`` counts a class absent from both maps as F=1, ``BF@1px_skip`` leaves it out);
+- SegFix networks (``arch="segfix_r18"``, :class:`~sdnseg.models.SegFixNet`): trained with
+  :class:`~sdnseg.models.losses.SegFixLoss` and scored by
+  :class:`~sdnseg.metrics.SegFixScores` (``val/boundary_F``, ``val/direction_acc``...) instead;
 - self-describing checkpoints (a :class:`~sdnseg.inference.CheckpointRecord`: model
   configuration, classes, palette, normalisation, test size) and an exact resume: the random
   generators' states are saved and restored just before the first resumed batch is drawn
   (:mod:`sdnseg.engine.checkpoint_io`).
 
-Length: over ~400 lines because training, evaluation variants (multi-scale, CRF) and checkpoint hooks of one LightningModule are read together; splitting them would scatter one object's life cycle.
+Length: over ~400 lines because training, evaluation variants (multi-scale, CRF, SegFix), the
+SegFix network's own evaluation and checkpoint hooks of one LightningModule are read together;
+splitting them would scatter one object's life cycle.
 """
 
 from __future__ import annotations
@@ -38,15 +44,18 @@ from torch import nn
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
 from sdnseg.engine import checkpoint_io, finetune, resume
 from sdnseg.engine.callbacks import last_good_sentence
-from sdnseg.engine.losses import training_loss
+from sdnseg.engine.losses import segfix_loss, training_loss
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.inference import checkpoint as ckpt
 from sdnseg.inference import hub
 from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
 from sdnseg.inference.predictor import probabilities
-from sdnseg.metrics import BoundaryFScore, SegmentationMetrics
+from sdnseg.inference.segfix import SegFixRefiner, load_segfix
+from sdnseg.metrics import BoundaryFScore, SegFixScores, SegmentationMetrics
 from sdnseg.models import (
     ModelConfig,
+    SegFixNet,
+    SegFixOutput,
     build_model,
     get_config,
     input_normalization,
@@ -99,7 +108,12 @@ class SegmentationModule(L.LightningModule):
         test_scales, test_flip: multi-scale + flip for ``test``/``predict``, e.g. the paper's
             ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]`` and True; reported as ``test/*_ms``.
         boundary_tolerances: boundary F tolerances in pixels.
-        postprocess: ``"none"`` or ``"crf"`` (DenseCRF on the test/predict probabilities).
+        postprocess: ``"none"``, ``"crf"`` (DenseCRF) or ``"segfix"`` (SegFix, needs
+            ``segfix_checkpoint``) on the validate/test/predict probabilities.
+        segfix_checkpoint: a checkpoint of a SegFix network (``sdnseg fit --model.arch
+            segfix_r18``) for ``postprocess="segfix"``.
+        segfix_distance: SegFix's offset length in pixels at the resolution its network sees
+            (openseg: 2); structures thinner than about twice that can be overwritten.
         backbone_lr_mult: the encoder's learning rate over ``lr`` (frozen BN and a frozen first
             phase: :class:`sdnseg.engine.finetune.EncoderFineTuning`).
     """
@@ -131,7 +145,9 @@ class SegmentationModule(L.LightningModule):
         test_scales: list[float] | None = None,
         test_flip: bool = False,
         boundary_tolerances: tuple[float, ...] = (1, 3),
-        postprocess: Literal["none", "crf"] = "none",
+        postprocess: Literal["none", "crf", "segfix"] = "none",
+        segfix_checkpoint: str | None = None,
+        segfix_distance: float = 2.0,
         backbone_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
@@ -148,6 +164,11 @@ class SegmentationModule(L.LightningModule):
             raise ValueError("eval_mode='slide' needs eval_crop and eval_stride")
         if postprocess not in POSTPROCESSORS:
             raise ValueError(f"postprocess must be one of {POSTPROCESSORS}, got {postprocess!r}")
+        if postprocess == "segfix" and not segfix_checkpoint:
+            raise ValueError(
+                "postprocess 'segfix' needs a SegFix network: --segfix_checkpoint PATH, a "
+                "checkpoint of sdnseg fit --model.arch segfix_r18 (or segfix_efflite2)"
+            )
         self.save_hyperparameters(ignore=["net"])
         self.ignore_index = ignore_index
         self.arch = arch
@@ -160,6 +181,16 @@ class SegmentationModule(L.LightningModule):
         self.num_classes: int | None = None
         if net is not None:
             self.model_config = getattr(net, "config", None)
+        # A SegFix network predicts boundaries and directions, not classes (see module doc).
+        self.is_segfix = isinstance(net, SegFixNet) or (
+            self.model_config is not None and self.model_config.decoder == "segfix"
+        )
+        if self.is_segfix and postprocess != "none":
+            raise ValueError(
+                f"--postprocess {postprocess} refines a segmentation model's predictions; "
+                f"{arch or type(net).__name__!r} is a SegFix network, which predicts none"
+            )
+        if net is not None:
             self._attach(net)
         elif num_classes is not None:
             self._attach(build_model(self.model_config, num_classes, pretrained))
@@ -180,10 +211,18 @@ class SegmentationModule(L.LightningModule):
         self.test_scales = tuple(test_scales) if test_scales else (1.0,)
         self.test_flip = test_flip
         self.postprocess = postprocess
+        self.segfix_checkpoint = segfix_checkpoint
+        self._segfix: SegFixRefiner | None = None  # loaded when first needed
+        self._val_postprocess = False  # set by a `validate` run with a post-processing
         # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
         # module used without data.
         self.data_info = ckpt.DataInfo(ignore_index=ignore_index)
-        self.criterion: nn.Module | None = None  # the --model.losses sum, built at fit setup
+        # The --model.losses sum, built at fit setup; a SegFix network's needs no data.
+        self.criterion: nn.Module | None = (
+            segfix_loss(losses, arch or type(net).__name__, ignore_index)
+            if self.is_segfix
+            else None
+        )
         self._rng_to_restore: dict | None = None
 
     # --- the segmentor ----------------------------------------------------------------------
@@ -202,6 +241,8 @@ class SegmentationModule(L.LightningModule):
         self.val_metrics = self._metric_group()
 
     def _metric_group(self) -> nn.ModuleDict:
+        if self.is_segfix:
+            return nn.ModuleDict({"segfix": SegFixScores(ignore_index=self.ignore_index)})
         tolerances = tuple(self.hparams.boundary_tolerances)
         args = {"num_classes": self.num_classes, "ignore_index": self.ignore_index}
         return nn.ModuleDict(
@@ -246,7 +287,7 @@ class SegmentationModule(L.LightningModule):
                 base_size=getattr(datamodule, "base_size", None),
                 ignore_index=getattr(datamodule, "ignore_index", self.ignore_index),
             )
-        if stage == "fit" and self.hparams.losses is not None:
+        if stage == "fit" and self.hparams.losses is not None and not self.is_segfix:
             name = self.arch or type(self.net).__name__
             args = (self.num_classes, self.ignore_index, self.hparams.aux_weight, datamodule)
             self.criterion = training_loss(self.hparams.losses, self.net, name, *args)
@@ -347,8 +388,50 @@ class SegmentationModule(L.LightningModule):
         for metric in metrics.values():
             metric.update(preds, masks)
 
+    def _segfix_step(self, batch: dict[str, Any], metrics: nn.ModuleDict, stage: str) -> dict:
+        """A SegFix network's loss terms and scores on a batch, at the masks' size."""
+        masks, size = batch["mask"], batch["mask"].shape[-2:]
+        output = SegFixOutput(
+            *(
+                F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                for x in self.net(batch["image"])
+            )
+        )
+        maps = self.criterion.targets(masks)
+        boundary, direction = self.criterion.terms(output, masks, maps)
+        loss = (
+            self.criterion.boundary_weight * boundary + self.criterion.direction_weight * direction
+        )
+        values = {"loss": loss, "boundary_loss": boundary, "direction_loss": direction}
+        self.log_dict(
+            {f"{stage}/{k}": v for k, v in values.items()}, batch_size=len(masks), sync_dist=True
+        )
+        metrics["segfix"].update(output.boundary, output.direction, *maps)
+        return {}
+
+    def _refiner(self) -> SegFixRefiner | None:
+        """The SegFix network of ``postprocess="segfix"``, loaded on first use."""
+        if self.postprocess == "segfix" and self._segfix is None:
+            distance = self.hparams.segfix_distance
+            self._segfix = load_segfix(self.segfix_checkpoint, self.device, distance=distance)
+        return self._segfix
+
+    def on_validation_start(self) -> None:
+        # Post-processing in `sdnseg validate` only: not at every validation of a training run.
+        self._val_postprocess = (
+            self.postprocess != "none"
+            and self._trainer is not None
+            and self.trainer.state.fn == TrainerFn.VALIDATING
+        )
+        if self._val_postprocess:
+            self._refiner()
+            self.val_pp_metrics = self._metric_group().to(self.device)
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Scores the batch; returns ``{"preds", "masks"}`` for callbacks (the ``--report``)."""
+        """Scores the batch; returns ``{"preds", "masks"}`` (post-processed when a `validate` run
+        sets it) for callbacks (the ``--report``)."""
+        if self.is_segfix:
+            return self._segfix_step(batch, self.val_metrics, "val")
         images, masks = batch["image"], batch["mask"]
         probs = self._probs(images, masks.shape[-2:])
         # Cross-entropy of the full-resolution prediction, over labelled pixels (0 if none).
@@ -358,14 +441,21 @@ class SegmentationModule(L.LightningModule):
         self.log("val/loss", loss, batch_size=images.shape[0], sync_dist=True)
         preds = probs.argmax(dim=1)
         self._update(self.val_metrics, preds, masks)
+        if self._val_postprocess:
+            rgb = self._rgb(images, masks.shape[-2:])
+            preds = postprocess(self.postprocess, rgb, probs, self._refiner()).argmax(dim=1)
+            self._update(self.val_pp_metrics, preds, masks)
         return {"preds": preds, "masks": masks}
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val", {"": self.val_metrics})
+        groups = {"": self.val_metrics}
+        if self._val_postprocess:
+            groups[f"_{self.postprocess}"] = self.val_pp_metrics
+        self._log_metrics("val", groups)
 
     def on_test_start(self) -> None:
         # Built here because the test options may be set after construction (CLI --postprocess).
-        suffixes = list(self._variants())
+        suffixes = [""] if self.is_segfix else list(self._variants())
         if self.postprocess != "none":
             suffixes += [s + f"_{self.postprocess}" for s in suffixes]
         self.test_metrics = nn.ModuleDict({s or "ss": self._metric_group() for s in suffixes})
@@ -374,6 +464,8 @@ class SegmentationModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """Scores every test variant; returns ``{"preds", "masks"}`` of the last, most refined one
         (multi-scale if set, post-processed if set) for callbacks (the ``--report``)."""
+        if self.is_segfix:
+            return self._segfix_step(batch, self.test_metrics["ss"], "test")
         images, masks = batch["image"], batch["mask"]
         size = masks.shape[-2:]
         for suffix, (scales, flip) in self._variants().items():
@@ -381,7 +473,8 @@ class SegmentationModule(L.LightningModule):
             preds = probs.argmax(dim=1)
             self._update(self.test_metrics[suffix or "ss"], preds, masks)
             if self.postprocess != "none":
-                refined = postprocess(self.postprocess, self._rgb(images, size), probs)
+                rgb = self._rgb(images, size)
+                refined = postprocess(self.postprocess, rgb, probs, self._refiner())
                 preds = refined.argmax(dim=1)
                 self._update(self.test_metrics[suffix + f"_{self.postprocess}"], preds, masks)
         return {"preds": preds, "masks": masks}
@@ -393,6 +486,14 @@ class SegmentationModule(L.LightningModule):
     def _log_metrics(
         self, stage: str, groups: dict[str, nn.ModuleDict], per_class: bool = False
     ) -> None:
+        if self.is_segfix:
+            for suffix, group in groups.items():
+                values = group["segfix"].compute()
+                self.log_dict(
+                    {f"{stage}/{k}{suffix}": v for k, v in values.items()}, sync_dist=True
+                )
+                group["segfix"].reset()
+            return
         names = self.val_metrics["bf"].names
         classes = self.data_info.classes or [str(i) for i in range(self.num_classes)]
         for suffix, group in groups.items():
@@ -410,6 +511,14 @@ class SegmentationModule(L.LightningModule):
             for metric in group.values():
                 metric.reset()
 
+    def on_predict_start(self) -> None:
+        if self.is_segfix:
+            raise ValueError(
+                f"{self.arch or 'this model'} is a SegFix network: it refines the label maps of "
+                "another model and predicts none itself; use it as sdnseg predict --ckpt_path "
+                "<segmentation checkpoint> --postprocess segfix --segfix_checkpoint <this one>"
+            )
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Label maps at each image's own size (batch size 1: images differ in size); an image
         that could not be read passes its error on to the writer."""
@@ -419,7 +528,7 @@ class SegmentationModule(L.LightningModule):
         size = [int(s) for s in batch["size"][0]]
         probs = self._probs(images, size, self.test_scales, self.test_flip)
         if self.postprocess != "none":
-            probs = postprocess(self.postprocess, batch["rgb"], probs)
+            probs = postprocess(self.postprocess, batch["rgb"], probs, self._refiner())
         return {"labels": probs.argmax(dim=1).cpu(), "path": batch["path"]}
 
     # --- checkpoints ------------------------------------------------------------------------

@@ -350,8 +350,8 @@ def load_model(
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: an unreadable file, not an sdnseg checkpoint, weights holding NaN or Inf, or
-            weights that do not fit ``model``.
+        ValueError: an unreadable file, not an sdnseg checkpoint, a SegFix network's checkpoint,
+            weights holding NaN or Inf, or weights that do not fit ``model``.
     """
     if Path(path).is_dir():  # a Segmentor.save_pretrained folder (sdnseg export --format hub)
         return load_pretrained(path, map_location)
@@ -361,6 +361,11 @@ def load_model(
             raise ValueError(
                 f"{path} holds a model given from Python, not a zoo model; pass it as "
                 "load_model(path, model=...)"
+            )
+        if record.model_config.get("decoder") == "segfix":
+            raise ValueError(
+                f"{path} holds a SegFix network ({record.arch}), which refines another model's "
+                "label maps and predicts none itself; load it with sdnseg.inference.load_segfix"
             )
         # The checkpoint's weights replace any installed encoder weights: don't read those.
         config = ModelConfig.from_dict(record.model_config)

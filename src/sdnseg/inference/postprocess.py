@@ -1,21 +1,27 @@
-"""DenseCRF refinement of softmax probabilities (Krähenbühl & Koltun 2011), via ``pydensecrf2``.
+"""Post-processing of softmax probabilities: DenseCRF (Krähenbühl & Koltun 2011), via
+``pydensecrf2``, and SegFix (Yuan et al., ECCV 2020), via a trained SegFix network.
 
-The parameters are the usual DeepLab ones: a Gaussian (smoothness) kernel with ``sxy=3``,
+DenseCRF's parameters are the usual DeepLab ones: a Gaussian (smoothness) kernel with ``sxy=3``,
 ``compat=3`` and a bilateral (appearance) kernel with ``sxy=80``, ``srgb=13``, ``compat=10``,
 5 mean-field iterations. ``pydensecrf2`` is an optional dependency (``pip install 'sdnseg[crf]'``)
 imported on first use, so the rest of sdnseg works without it.
+
+SegFix moves each boundary pixel's probabilities to it from a pixel inside its segment
+(:mod:`sdnseg.inference.segfix`), so the arg-max is the refined label map; it is passed in as a
+:class:`~sdnseg.inference.segfix.SegFixRefiner` (:func:`~sdnseg.inference.segfix.load_segfix`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 __all__ = ["POSTPROCESSORS", "dense_crf", "postprocess", "require_crf"]
 
-POSTPROCESSORS = ("none", "crf")
+POSTPROCESSORS = ("none", "crf", "segfix")
 
 
 def require_crf():
@@ -77,14 +83,27 @@ def dense_crf(
     return torch.from_numpy(refined.reshape(num_classes, height, width)).to(device)
 
 
-def postprocess(name: str | None, images: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Apply the named post-processing to a batch: ``"none"`` (or None) or ``"crf"``.
+def postprocess(
+    name: str | None,
+    images: torch.Tensor,
+    probs: torch.Tensor,
+    segfix: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Apply the named post-processing to a batch: ``"none"`` (or None), ``"crf"`` or
+    ``"segfix"`` (which needs ``segfix``, a :class:`~sdnseg.inference.segfix.SegFixRefiner`).
 
     Shape:
         images uint8 (N, 3, H, W), probs (N, C, H, W) -> (N, C, H, W)
     """
     if name in (None, "none"):
         return probs
+    if name == "segfix":
+        if segfix is None:
+            raise ValueError(
+                "postprocess 'segfix' needs a SegFix network: "
+                "segfix=sdnseg.inference.load_segfix(path) (--segfix_checkpoint PATH)"
+            )
+        return segfix(images, probs)
     if name != "crf":
         raise ValueError(f"postprocess must be one of {POSTPROCESSORS}, got {name!r}")
     return torch.stack([dense_crf(image, prob) for image, prob in zip(images, probs, strict=True)])

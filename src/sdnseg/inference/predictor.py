@@ -9,7 +9,7 @@ and returns an H×W int64 label map at the image's own size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,7 @@ class Predictor(nn.Module):
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         postprocess: str | None = None,
+        segfix: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Class probabilities (C, H, W) at the image's size.
 
@@ -153,7 +154,10 @@ class Predictor(nn.Module):
             image: see :func:`to_chw_uint8`.
             scales, flip: test-time augmentation (e.g. the paper's
                 ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)`` with ``flip=True``).
-            postprocess: ``None`` / ``"none"`` or ``"crf"`` (DenseCRF, needs ``sdnseg[crf]``).
+            postprocess: ``None`` / ``"none"``, ``"crf"`` (DenseCRF, needs ``sdnseg[crf]``) or
+                ``"segfix"`` (needs ``segfix``).
+            segfix: for ``"segfix"``, a trained SegFix network
+                (:func:`sdnseg.inference.load_segfix`).
         """
         rgb = to_chw_uint8(image)
         probs = probabilities(
@@ -166,7 +170,7 @@ class Predictor(nn.Module):
             scales,
             flip,
         )
-        return pp.postprocess(postprocess, rgb[None], probs)[0]
+        return pp.postprocess(postprocess, rgb[None], probs, segfix)[0]
 
     @torch.no_grad()
     def predict(
@@ -175,10 +179,12 @@ class Predictor(nn.Module):
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         postprocess: str | None = None,
+        segfix: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Label map (H, W) int64 at the image's size, on the CPU (arguments as
         :meth:`predict_proba`)."""
-        return self.predict_proba(image, scales, flip, postprocess).argmax(dim=0).cpu()
+        probs = self.predict_proba(image, scales, flip, postprocess, segfix)
+        return probs.argmax(dim=0).cpu()
 
     def colorize(self, labels: torch.Tensor) -> np.ndarray:
         """Palette colours of a label map: uint8 (H, W, 3) (:func:`sdnseg.viz.palette.colorize`)."""

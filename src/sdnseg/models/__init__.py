@@ -1,8 +1,10 @@
-"""Segmentation models: a timm backbone, an optional SDN neck and a decode head."""
+"""Segmentation models: a timm backbone, an optional SDN neck and a decode head; the SegFix
+boundary-refinement network beside them."""
 
 from sdnseg.models.backbone import Backbone
 from sdnseg.models.heads import FPN, EdgeHead, FCNHead, SegmenterMaskHead, SemanticFPNHead
 from sdnseg.models.losses import cross_entropy, segmentation_loss
+from sdnseg.models.segfix import SegFixHead, SegFixNet, SegFixOutput
 from sdnseg.models.segmentor import Segmentor, SegmentorOutput
 from sdnseg.models.zoo import (
     MODELS,
@@ -23,6 +25,9 @@ __all__ = [
     "FCNHead",
     "ModelConfig",
     "SDNConfig",
+    "SegFixHead",
+    "SegFixNet",
+    "SegFixOutput",
     "SegmenterMaskHead",
     "Segmentor",
     "SegmentorOutput",

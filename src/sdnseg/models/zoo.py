@@ -4,6 +4,9 @@ Paper scale (Table 1, mmseg configs): ``fcn_r50d8``, ``semfpn_r50``, ``segmenter
 CPU scale, the same architectures on small backbones: ``fcn_r18d8``, ``semfpn_r18``,
 ``segmenter_vitt16``. Each has an ``_sdn`` twin that differs only by the neck: single-scale SDN
 for FCN and Segmenter, multi-scale SDN between backbone and FPN for Semantic FPN (Sec. 4.3).
+``segfix_efflite2`` and ``segfix_r18`` are SegFix networks (:class:`~sdnseg.models.SegFixNet`,
+decoder ``"segfix"``): boundary and direction maps, not class logits, for refining any model's
+label maps (:mod:`sdnseg.inference.segfix`); they have no ``_sdn`` twin.
 
 SDN widths. The fusion ``Conv1x1([U, Y])`` costs ``C·(C + sdc_channels)`` per stage whatever the
 other widths (4.2M at C=2048), so Φ (``guidance_channels``) and the SDC (``sdc_channels``) are kept
@@ -35,10 +38,11 @@ from torch import nn
 from sdnseg.models.backbone import Backbone, Pretrained
 from sdnseg.models.heads import EdgeHead, FCNHead, OCRHead, SegmenterMaskHead, SemanticFPNHead
 from sdnseg.models.pretrained import get_weights
+from sdnseg.models.segfix import SegFixHead, SegFixNet
 from sdnseg.models.segmentor import Segmentor
 from sdnseg.nn.sdn import ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
-DECODERS = ("fcn", "semantic_fpn", "segmenter", "ocr")
+DECODERS = ("fcn", "semantic_fpn", "segmenter", "ocr", "segfix")
 # Where each decoder's SDN neck may sit, its default first (ModelConfig.sdn_placement).
 SDN_PLACEMENTS = {
     "fcn": ("single_scale",),
@@ -217,6 +221,18 @@ def _efflite(version: int, decoder: str, output_stride: int | None = None) -> Mo
     )
 
 
+# SegFix (Yuan et al., ECCV 2020): openseg's head (256 wide) on all four levels, strides 4-32.
+SEGFIX_EFFLITE2 = ModelConfig(
+    "segfix_efflite2",
+    "segfix",
+    "tf_efficientnet_lite2",
+    head_kwargs={"channels": 256},
+    weights="efficientnet-lite2",
+)
+SEGFIX_R18 = ModelConfig(
+    "segfix_r18", "segfix", "resnet18", backbone_kwargs=_V1C_STEM, head_kwargs={"channels": 256}
+)
+
 FCN_EFFLITE2D8 = _efflite(2, "fcn", output_stride=8)
 SEMFPN_EFFLITE2 = _efflite(2, "semantic_fpn")
 FCN_EFFLITE0D8 = _efflite(0, "fcn", output_stride=8)
@@ -240,6 +256,7 @@ MODELS: dict[str, ModelConfig] = {
         OCRNET_HR48, _with_sdn(OCRNET_HR48, **_OCR_HR48_SDN),
         OCRNET_HR18S, _with_sdn(OCRNET_HR18S, guidance_channels=64, sdc_channels=64),
         OCRNET_EFFLITE2, _with_sdn(OCRNET_EFFLITE2, guidance_channels=64, sdc_channels=64),
+        SEGFIX_EFFLITE2, SEGFIX_R18,
     )
 }  # fmt: skip
 
@@ -264,12 +281,15 @@ def get_config(name: str, **overrides) -> ModelConfig:
         raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
     config = MODELS[name]
     sdn_only = SDN_OVERRIDES + NECK_OVERRIDES
-    allowed = BACKBONE_OVERRIDES + EDGE_OVERRIDES + (sdn_only if config.sdn is not None else ())
+    allowed = (
+        BACKBONE_OVERRIDES
+        + (EDGE_OVERRIDES if config.decoder != "segfix" else ())  # SegFix's head is all edges
+        + (sdn_only if config.sdn is not None else ())
+    )
     for key in overrides:
         if key in sdn_only and config.sdn is None:
-            raise ValueError(
-                f"override {key!r} needs an SDN neck; {name!r} has none, use {name}_sdn"
-            )
+            twin = f", use {name}_sdn" if f"{name}_sdn" in MODELS else ""
+            raise ValueError(f"override {key!r} needs an SDN neck; {name!r} has none{twin}")
         if key not in allowed:
             raise ValueError(f"unknown override {key!r} for {name!r}; allowed: {list(allowed)}")
     sdn = {k: v for k, v in overrides.items() if k in SDN_OVERRIDES}
@@ -292,8 +312,9 @@ def _channels(channels: list[int], index: int, what: str) -> int:
 
 def build_model(
     config: ModelConfig, num_classes: int, pretrained: Pretrained = False, load_weights: bool = True
-) -> Segmentor:
-    """A :class:`Segmentor` from a :class:`ModelConfig`; ``pretrained`` is the backbone's.
+) -> Segmentor | SegFixNet:
+    """A :class:`Segmentor` (a :class:`SegFixNet` for the ``"segfix"`` decoder) from a
+    :class:`ModelConfig`; ``pretrained`` is the backbone's.
 
     ``load_weights=False`` skips the config's ``weights`` (a checkpoint's weights replace them).
     """
@@ -308,6 +329,10 @@ def build_model(
         **config.backbone_kwargs,
     )
     channels = backbone.channels
+    if config.decoder == "segfix":
+        segfix = SegFixNet(backbone, SegFixHead(channels, **config.head_kwargs), num_classes)
+        segfix.config = config
+        return segfix
     neck: nn.Module | None = None
     if config.sdn is not None:
         placements = SDN_PLACEMENTS[config.decoder]
@@ -346,7 +371,7 @@ def build_model(
 
 def create_model(
     name: str, num_classes: int, pretrained: Pretrained = False, **overrides
-) -> Segmentor:
+) -> Segmentor | SegFixNet:
     """Build a named model.
 
     Args:

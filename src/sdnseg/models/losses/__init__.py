@@ -9,6 +9,7 @@
 | :class:`DiceLoss`, :class:`FocalLoss`, :class:`LovaszSoftmaxLoss` | ``segmentation_models_pytorch.losses`` |
 | :class:`BoundaryLoss` (Kervadec et al.) | brute-force numpy distances |
 | :class:`EdgeBCELoss`, :class:`EdgeAttentionLoss`, :class:`InverseFormLoss` | gradient and shift checks |
+| :class:`SegFixLoss` (a SegFix network's, not a segmentor's) | ``F.cross_entropy`` |
 """
 
 from sdnseg.models.losses.boundary import BoundaryLoss, signed_distance_maps
@@ -20,6 +21,7 @@ from sdnseg.models.losses.focal import FocalLoss
 from sdnseg.models.losses.inverseform import InverseFormLoss, inverse_form_distance
 from sdnseg.models.losses.lovasz import LovaszSoftmaxLoss
 from sdnseg.models.losses.ohem import OHEMCrossEntropyLoss, ohem_keep_mask
+from sdnseg.models.losses.segfix import SegFixLoss
 from sdnseg.models.losses.weighted import (
     CrossEntropyLoss,
     class_pixel_counts,
@@ -37,6 +39,7 @@ __all__ = [
     "InverseFormLoss",
     "LovaszSoftmaxLoss",
     "OHEMCrossEntropyLoss",
+    "SegFixLoss",
     "build_loss",
     "build_loss_term",
     "class_pixel_counts",
