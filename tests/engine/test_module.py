@@ -95,7 +95,8 @@ def test_poly_scheduler_steps_per_iteration_and_survives_state_dict():
 )
 def test_reference_optimiser_defaults_follow_the_arch(arch, optimizer, expected):
     module = SegmentationModule(arch, optimizer=optimizer, schedule_steps=10)
-    assert (module.lr, module.weight_decay, module.min_lr) == pytest.approx(expected)
+    settings = module.optimizer_settings
+    assert (settings.lr, settings.weight_decay, settings.min_lr) == pytest.approx(expected)
     assert module.net is None  # num_classes left to the data: built at setup
 
 
@@ -190,7 +191,7 @@ def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 def test_python_api_trains_any_segmentor_and_loads_it_back(tmp_path):
     module = SegmentationModule(net=toy_net(), schedule_steps=2)
-    assert module.lr == 0.01  # not a zoo model: the FCN / FPN reference values
+    assert module.optimizer_settings.lr == 0.01  # not a zoo model: the FCN / FPN reference values
     trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0)
     trainer.fit(module, datamodule=tiny_data())
     path = tmp_path / "toy.ckpt"

@@ -102,7 +102,9 @@ class EvaluationReport(pl.Callback):
             return
         what = "the single-scale prediction"
         if stage == "test":
-            variant = "multi-scale/flip" if len(pl_module._variants()) > 1 else "single-scale"
+            variant = (
+                "multi-scale/flip" if len(pl_module.evaluation.variants()) > 1 else "single-scale"
+            )
             what = f"the {variant} prediction" + (
                 f", refined by {pl_module.postprocess}" if pl_module.postprocess != "none" else ""
             )

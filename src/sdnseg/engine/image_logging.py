@@ -78,9 +78,9 @@ class ValidationImages(Callback):
                     pl_module.net,
                     image,
                     mask.shape[-2:],
-                    pl_module.eval_mode,
-                    pl_module.eval_crop,
-                    pl_module.eval_stride,
+                    pl_module.evaluation.eval_mode,
+                    pl_module.evaluation.eval_crop,
+                    pl_module.evaluation.eval_stride,
                 )
             pred = probs.argmax(dim=1)[0].cpu().numpy()
             rgb = denormalize(image[0], data.mean, data.std, mask.shape[-2:])

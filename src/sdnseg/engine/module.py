@@ -6,27 +6,20 @@ or given from Python; it knows nothing of losses, optimisers or data. This modul
 - the loss (:func:`~sdnseg.models.segmentation_loss`, auxiliary head weighted) and a divergence
   guard: a non-finite loss stops the run with :class:`FloatingPointError` naming the step, before
   the optimiser touches the weights, so the last checkpoint stays the last good one;
-- the reference optimiser and schedule (mmseg ``schedule_80k/160k``): SGD momentum 0.9 with a
-  per-iteration poly decay to ``min_lr``; lr/weight decay 0.01/5e-4 for FCN and Semantic FPN,
-  0.001/0 for Segmenter unless given; AdamW and linear warm-up as options;
-- evaluation on full-resolution masks: the prediction for the resized image is brought back to
-  the mask's size (:func:`~sdnseg.inference.probabilities`), in ``whole`` or ``slide``
-  mode; ``test`` adds multi-scale + flip and/or a post-processing (DenseCRF or SegFix) and
-  reports every variant beside the single-scale one (``test/mIoU``, ``test/mIoU_ms``,
-  ``test/mIoU_crf``...; ``validate`` the post-processed one as ``val/*_crf``, ``val/*_segfix``);
+- the reference optimiser (:mod:`sdnseg.engine.optimizers`) and its per-iteration poly
+  schedule with optional linear warm-up (:mod:`sdnseg.engine.schedules`);
+- evaluation on full-resolution masks, ``whole`` or ``slide``, with test-time variants and a
+  post-processing (:mod:`sdnseg.engine.evaluation_settings`); ``test`` reports every variant
+  beside the single-scale one (``test/mIoU``, ``test/mIoU_ms``, ``test/mIoU_crf``...),
+  ``validate`` the post-processed one as ``val/*_crf``, ``val/*_segfix``;
 - mIoU/mAcc/aAcc and boundary F at 1 px and 3 px under both absent-boundary conventions
-  (``BF@1px`` counts a class absent from both maps as F=1, ``BF@1px_skip`` leaves it out);
-- SegFix networks (``arch="segfix_r18"``, :class:`~sdnseg.models.SegFixNet`): trained with
-  :class:`~sdnseg.models.losses.SegFixLoss` and scored by
-  :class:`~sdnseg.metrics.SegFixScores` (``val/boundary_F``, ``val/direction_acc``...) instead;
+  (:class:`~sdnseg.engine.scores.SegmentationScores`);
+- SegFix networks (``arch="segfix_r18"``): their own loss and scores
+  (:mod:`sdnseg.engine.segfix_steps`);
 - self-describing checkpoints (a :class:`~sdnseg.inference.CheckpointRecord`: model
   configuration, classes, palette, normalisation, test size) and an exact resume: the random
   generators' states are saved and restored just before the first resumed batch is drawn
   (:mod:`sdnseg.engine.checkpoint_io`).
-
-Length: over ~400 lines because training, evaluation variants (multi-scale, CRF, SegFix), the
-SegFix network's own evaluation and checkpoint hooks of one LightningModule are read together;
-splitting them would scatter one object's life cycle.
 """
 
 from __future__ import annotations
@@ -42,20 +35,24 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
-from sdnseg.engine import checkpoint_io, finetune, resume
+from sdnseg.engine import checkpoint_io, resume
 from sdnseg.engine.callbacks import last_good_sentence
+from sdnseg.engine.evaluation_settings import EvaluationSettings
 from sdnseg.engine.losses import segfix_loss, training_loss
+from sdnseg.engine.optimizers import build_optimizer, reference_settings
 from sdnseg.engine.schedules import poly_scheduler
+from sdnseg.engine.scores import SegmentationScores
+from sdnseg.engine.segfix_steps import (
+    check_segfix_options,
+    is_segfix,
+    segfix_eval_step,
+    segfix_predict_error,
+)
 from sdnseg.inference import checkpoint as ckpt
 from sdnseg.inference import hub
-from sdnseg.inference.postprocess import POSTPROCESSORS, postprocess
-from sdnseg.inference.predictor import probabilities
-from sdnseg.inference.segfix import SegFixRefiner, load_segfix
-from sdnseg.metrics import BoundaryFScore, SegFixScores, SegmentationMetrics
+from sdnseg.metrics import SegFixScores
 from sdnseg.models import (
     ModelConfig,
-    SegFixNet,
-    SegFixOutput,
     build_model,
     get_config,
     input_normalization,
@@ -66,14 +63,6 @@ from sdnseg.models import (
 __all__ = ["SegmentationModule"]
 
 logger = logging.getLogger(__name__)
-
-OPTIMIZERS = ("sgd", "adamw")
-EVAL_MODES = ("whole", "slide")
-# (lr, weight decay) of the reference configs, by decoder; AdamW follows the common mmseg recipe.
-_SGD_DEFAULTS = {"segmenter": (0.001, 0.0)}
-_SGD_DEFAULT = (0.01, 5e-4)
-_ADAMW_DEFAULT = (6e-5, 0.01)
-_SCALARS = ("mIoU", "mAcc", "aAcc")
 
 
 class SegmentationModule(L.LightningModule):
@@ -156,19 +145,16 @@ class SegmentationModule(L.LightningModule):
                 "give either a model name (--model.arch, one of "
                 f"{list_models()}) or, from Python, net=<nn.Module>"
             )
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if eval_mode is not None and eval_mode not in EVAL_MODES:
-            raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}")
-        if eval_mode == "slide" and (eval_crop is None or eval_stride is None):
-            raise ValueError("eval_mode='slide' needs eval_crop and eval_stride")
-        if postprocess not in POSTPROCESSORS:
-            raise ValueError(f"postprocess must be one of {POSTPROCESSORS}, got {postprocess!r}")
-        if postprocess == "segfix" and not segfix_checkpoint:
-            raise ValueError(
-                "postprocess 'segfix' needs a SegFix network: --segfix_checkpoint PATH, a "
-                "checkpoint of sdnseg fit --model.arch segfix_r18 (or segfix_efflite2)"
-            )
+        self.evaluation = EvaluationSettings(
+            eval_mode,
+            eval_crop,
+            eval_stride,
+            test_scales,
+            test_flip,
+            postprocess,
+            segfix_checkpoint,
+            segfix_distance,
+        )
         self.save_hyperparameters(ignore=["net"])
         self.ignore_index = ignore_index
         self.arch = arch
@@ -182,37 +168,16 @@ class SegmentationModule(L.LightningModule):
         if net is not None:
             self.model_config = getattr(net, "config", None)
         # A SegFix network predicts boundaries and directions, not classes (see module doc).
-        self.is_segfix = isinstance(net, SegFixNet) or (
-            self.model_config is not None and self.model_config.decoder == "segfix"
-        )
-        if self.is_segfix and postprocess != "none":
-            raise ValueError(
-                f"--postprocess {postprocess} refines a segmentation model's predictions; "
-                f"{arch or type(net).__name__!r} is a SegFix network, which predicts none"
-            )
+        self.is_segfix = is_segfix(net, self.model_config)
+        if self.is_segfix:
+            check_segfix_options(arch or type(net).__name__, postprocess)
         if net is not None:
             self._attach(net)
         elif num_classes is not None:
             self._attach(build_model(self.model_config, num_classes, pretrained))
 
         decoder = self.model_config.decoder if self.model_config is not None else None
-        default_lr, default_wd = (
-            _ADAMW_DEFAULT if optimizer == "adamw" else _SGD_DEFAULTS.get(decoder, _SGD_DEFAULT)
-        )
-        self.lr = lr if lr is not None else default_lr
-        self.weight_decay = weight_decay if weight_decay is not None else default_wd
-        self.min_lr = min_lr if min_lr is not None else (1e-4 if optimizer == "sgd" else 0.0)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.min_lr < self.lr:
-            raise ValueError(f"min_lr must be in [0, lr={self.lr}), got {self.min_lr}")
-        self.eval_mode = eval_mode or "whole"
-        self.eval_crop, self.eval_stride = eval_crop, eval_stride
-        self.test_scales = tuple(test_scales) if test_scales else (1.0,)
-        self.test_flip = test_flip
-        self.postprocess = postprocess
-        self.segfix_checkpoint = segfix_checkpoint
-        self._segfix: SegFixRefiner | None = None  # loaded when first needed
+        self.optimizer_settings = reference_settings(optimizer, decoder, lr, weight_decay, min_lr)
         self._val_postprocess = False  # set by a `validate` run with a post-processing
         # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
         # module used without data.
@@ -224,6 +189,11 @@ class SegmentationModule(L.LightningModule):
             else None
         )
         self._rng_to_restore: dict | None = None
+
+    @property
+    def postprocess(self) -> str:
+        """The post-processing of validate/test/predict: ``"none"``, ``"crf"`` or ``"segfix"``."""
+        return self.evaluation.postprocess
 
     # --- the segmentor ----------------------------------------------------------------------
 
@@ -240,17 +210,11 @@ class SegmentationModule(L.LightningModule):
         self.hparams.num_classes = num_classes  # so that the checkpoint's hparams rebuild it
         self.val_metrics = self._metric_group()
 
-    def _metric_group(self) -> nn.ModuleDict:
+    def _metric_group(self) -> SegmentationScores | SegFixScores:
         if self.is_segfix:
-            return nn.ModuleDict({"segfix": SegFixScores(ignore_index=self.ignore_index)})
-        tolerances = tuple(self.hparams.boundary_tolerances)
-        args = {"num_classes": self.num_classes, "ignore_index": self.ignore_index}
-        return nn.ModuleDict(
-            {
-                "seg": SegmentationMetrics(**args),
-                "bf": BoundaryFScore(**args, tolerances=tolerances, absent="one"),
-                "bf_skip": BoundaryFScore(**args, tolerances=tolerances, absent="skip"),
-            }
+            return SegFixScores(ignore_index=self.ignore_index)
+        return SegmentationScores(
+            self.num_classes, self.ignore_index, self.hparams.boundary_tolerances
         )
 
     def forward(self, images: torch.Tensor) -> Any:
@@ -324,15 +288,15 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = finetune.parameter_groups(self.net, self.lr, self.hparams.backbone_lr_mult)
-        if self.hparams.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                params, lr=self.lr, momentum=self.hparams.momentum, weight_decay=self.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(
-                params, lr=self.lr, betas=tuple(self.hparams.betas), weight_decay=self.weight_decay
-            )
+        hp = self.hparams
+        optimizer = build_optimizer(
+            self.net,
+            hp.optimizer,
+            self.optimizer_settings,
+            hp.momentum,
+            hp.betas,
+            hp.backbone_lr_mult,
+        )
         total = self.hparams.schedule_steps or self.trainer.estimated_stepping_batches
         if total == float("inf") or total < 1:
             raise ValueError(
@@ -342,7 +306,7 @@ class SegmentationModule(L.LightningModule):
         scheduler = poly_scheduler(
             optimizer,
             int(total),
-            self.min_lr,
+            self.optimizer_settings.min_lr,
             self.hparams.poly_power,
             self.hparams.warmup_steps,
             self.hparams.warmup_ratio,
@@ -354,67 +318,18 @@ class SegmentationModule(L.LightningModule):
 
     # --- evaluation -------------------------------------------------------------------------
 
-    def _probs(
-        self,
-        images: torch.Tensor,
-        size: Sequence[int],
-        scales: Sequence[float] = (1.0,),
-        flip: bool = False,
-    ) -> torch.Tensor:
-        return probabilities(
-            self.net,
-            images,
-            size,
-            self.eval_mode,
-            self.eval_crop,
-            self.eval_stride,
-            scales,
-            flip,
-        ).float()
-
-    def _variants(self) -> dict[str, tuple[tuple[float, ...], bool]]:
-        """Test-time variants: suffix -> (scales, flip)."""
-        variants = {"": ((1.0,), False)}
-        if self.test_scales != (1.0,) or self.test_flip:
-            variants["_ms"] = (self.test_scales, self.test_flip)
-        return variants
-
     def _rgb(self, images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """uint8 RGB images at ``size`` from normalised ones (for the CRF's appearance kernel)."""
         return denormalize(images, self.data_info.mean, self.data_info.std, size)
 
-    @staticmethod
-    def _update(metrics: nn.ModuleDict, preds: torch.Tensor, masks: torch.Tensor) -> None:
-        for metric in metrics.values():
-            metric.update(preds, masks)
-
-    def _segfix_step(self, batch: dict[str, Any], metrics: nn.ModuleDict, stage: str) -> dict:
-        """A SegFix network's loss terms and scores on a batch, at the masks' size."""
-        masks, size = batch["mask"], batch["mask"].shape[-2:]
-        output = SegFixOutput(
-            *(
-                F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-                for x in self.net(batch["image"])
-            )
-        )
-        maps = self.criterion.targets(masks)
-        boundary, direction = self.criterion.terms(output, masks, maps)
-        loss = (
-            self.criterion.boundary_weight * boundary + self.criterion.direction_weight * direction
-        )
-        values = {"loss": loss, "boundary_loss": boundary, "direction_loss": direction}
+    def _segfix_step(self, batch: dict[str, Any], scores: SegFixScores, stage: str) -> dict:
+        values = segfix_eval_step(self.net, self.criterion, batch, scores)
         self.log_dict(
-            {f"{stage}/{k}": v for k, v in values.items()}, batch_size=len(masks), sync_dist=True
+            {f"{stage}/{k}": v for k, v in values.items()},
+            batch_size=len(batch["mask"]),
+            sync_dist=True,
         )
-        metrics["segfix"].update(output.boundary, output.direction, *maps)
         return {}
-
-    def _refiner(self) -> SegFixRefiner | None:
-        """The SegFix network of ``postprocess="segfix"``, loaded on first use."""
-        if self.postprocess == "segfix" and self._segfix is None:
-            distance = self.hparams.segfix_distance
-            self._segfix = load_segfix(self.segfix_checkpoint, self.device, distance=distance)
-        return self._segfix
 
     def on_validation_start(self) -> None:
         # Post-processing in `sdnseg validate` only: not at every validation of a training run.
@@ -424,7 +339,7 @@ class SegmentationModule(L.LightningModule):
             and self.trainer.state.fn == TrainerFn.VALIDATING
         )
         if self._val_postprocess:
-            self._refiner()
+            self.evaluation.refiner(self.device)  # a bad checkpoint fails before the first batch
             self.val_pp_metrics = self._metric_group().to(self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
@@ -433,18 +348,18 @@ class SegmentationModule(L.LightningModule):
         if self.is_segfix:
             return self._segfix_step(batch, self.val_metrics, "val")
         images, masks = batch["image"], batch["mask"]
-        probs = self._probs(images, masks.shape[-2:])
+        probs = self.evaluation.probs(self.net, images, masks.shape[-2:])
         # Cross-entropy of the full-resolution prediction, over labelled pixels (0 if none).
         log_probs = probs.clamp_min(1e-12).log()
         loss = F.nll_loss(log_probs, masks, ignore_index=self.ignore_index, reduction="sum")
         loss = loss / (masks != self.ignore_index).sum().clamp_min(1)
         self.log("val/loss", loss, batch_size=images.shape[0], sync_dist=True)
         preds = probs.argmax(dim=1)
-        self._update(self.val_metrics, preds, masks)
+        self.val_metrics.update(preds, masks)
         if self._val_postprocess:
             rgb = self._rgb(images, masks.shape[-2:])
-            preds = postprocess(self.postprocess, rgb, probs, self._refiner()).argmax(dim=1)
-            self._update(self.val_pp_metrics, preds, masks)
+            preds = self.evaluation.refine(rgb, probs).argmax(dim=1)
+            self.val_pp_metrics.update(preds, masks)
         return {"preds": preds, "masks": masks}
 
     def on_validation_epoch_end(self) -> None:
@@ -455,7 +370,7 @@ class SegmentationModule(L.LightningModule):
 
     def on_test_start(self) -> None:
         # Built here because the test options may be set after construction (CLI --postprocess).
-        suffixes = [""] if self.is_segfix else list(self._variants())
+        suffixes = [""] if self.is_segfix else list(self.evaluation.variants())
         if self.postprocess != "none":
             suffixes += [s + f"_{self.postprocess}" for s in suffixes]
         self.test_metrics = nn.ModuleDict({s or "ss": self._metric_group() for s in suffixes})
@@ -468,15 +383,14 @@ class SegmentationModule(L.LightningModule):
             return self._segfix_step(batch, self.test_metrics["ss"], "test")
         images, masks = batch["image"], batch["mask"]
         size = masks.shape[-2:]
-        for suffix, (scales, flip) in self._variants().items():
-            probs = self._probs(images, size, scales, flip)
+        for suffix, (scales, flip) in self.evaluation.variants().items():
+            probs = self.evaluation.probs(self.net, images, size, scales, flip)
             preds = probs.argmax(dim=1)
-            self._update(self.test_metrics[suffix or "ss"], preds, masks)
+            self.test_metrics[suffix or "ss"].update(preds, masks)
             if self.postprocess != "none":
                 rgb = self._rgb(images, size)
-                refined = postprocess(self.postprocess, rgb, probs, self._refiner())
-                preds = refined.argmax(dim=1)
-                self._update(self.test_metrics[suffix + f"_{self.postprocess}"], preds, masks)
+                preds = self.evaluation.refine(rgb, probs).argmax(dim=1)
+                self.test_metrics[suffix + f"_{self.postprocess}"].update(preds, masks)
         return {"preds": preds, "masks": masks}
 
     def on_test_epoch_end(self) -> None:
@@ -484,40 +398,25 @@ class SegmentationModule(L.LightningModule):
         self._log_metrics("test", groups, per_class=True)
 
     def _log_metrics(
-        self, stage: str, groups: dict[str, nn.ModuleDict], per_class: bool = False
+        self,
+        stage: str,
+        groups: dict[str, SegmentationScores | SegFixScores],
+        per_class: bool = False,
     ) -> None:
-        if self.is_segfix:
-            for suffix, group in groups.items():
-                values = group["segfix"].compute()
-                self.log_dict(
-                    {f"{stage}/{k}{suffix}": v for k, v in values.items()}, sync_dist=True
-                )
-                group["segfix"].reset()
-            return
-        names = self.val_metrics["bf"].names
-        classes = self.data_info.classes or [str(i) for i in range(self.num_classes)]
-        for suffix, group in groups.items():
-            seg = group["seg"].compute()
-            bf, bf_skip = group["bf"].compute(), group["bf_skip"].compute()
-            values = {name: seg[name] for name in _SCALARS}
-            for name in names:
-                values[f"BF@{name}"] = bf[f"BF@{name}"]
-                values[f"BF@{name}_skip"] = bf_skip[f"BF@{name}"]
-            if per_class and not suffix:
-                values.update({f"IoU/{c}": iou for c, iou in zip(classes, seg["IoU"], strict=True)})
+        for suffix, scores in groups.items():
+            if self.is_segfix:
+                values = scores.compute()
+            else:  # per-class IoU of the plain prediction only
+                classes = self.data_info.classes or [str(i) for i in range(self.num_classes)]
+                values = scores.compute(classes if per_class and not suffix else None)
             # torchmetrics has synchronised the states already, so every process holds the same
             # values; sync_dist only keeps Lightning's distributed logging consistent.
             self.log_dict({f"{stage}/{k}{suffix}": v for k, v in values.items()}, sync_dist=True)
-            for metric in group.values():
-                metric.reset()
+            scores.reset()
 
     def on_predict_start(self) -> None:
         if self.is_segfix:
-            raise ValueError(
-                f"{self.arch or 'this model'} is a SegFix network: it refines the label maps of "
-                "another model and predicts none itself; use it as sdnseg predict --ckpt_path "
-                "<segmentation checkpoint> --postprocess segfix --segfix_checkpoint <this one>"
-            )
+            raise segfix_predict_error(self.arch or "this model")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Label maps at each image's own size (batch size 1: images differ in size); an image
@@ -526,9 +425,10 @@ class SegmentationModule(L.LightningModule):
             return {"labels": None, "path": batch["path"], "error": batch["error"]}
         images = batch["image"]
         size = [int(s) for s in batch["size"][0]]
-        probs = self._probs(images, size, self.test_scales, self.test_flip)
+        settings = self.evaluation
+        probs = settings.probs(self.net, images, size, settings.test_scales, settings.test_flip)
         if self.postprocess != "none":
-            probs = postprocess(self.postprocess, batch["rgb"], probs, self._refiner())
+            probs = settings.refine(batch["rgb"], probs)
         return {"labels": probs.argmax(dim=1).cpu(), "path": batch["path"]}
 
     # --- checkpoints ------------------------------------------------------------------------
@@ -541,7 +441,9 @@ class SegmentationModule(L.LightningModule):
             model_config=self.model_config.to_dict() if self.model_config else None,
             num_classes=self.num_classes,
             data=self.data_info.complete(self.num_classes),
-            inference=ckpt.InferenceSettings(self.eval_mode, self.eval_crop, self.eval_stride),
+            inference=ckpt.InferenceSettings(
+                self.evaluation.eval_mode, self.evaluation.eval_crop, self.evaluation.eval_stride
+            ),
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
