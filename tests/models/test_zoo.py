@@ -13,7 +13,14 @@ from sdnseg.models import (
     list_models,
     segmentation_loss,
 )
-from sdnseg.nn import SDN, CentralDifferenceConv2d, ConcatSDN, MultiScaleSDN, SingleScaleSDN
+from sdnseg.nn import (
+    SDN,
+    CentralDifferenceConv2d,
+    ConcatSDN,
+    MultiScaleSDN,
+    SemanticConv2d,
+    SingleScaleSDN,
+)
 
 CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt", "ocrnet_hr18s")
 # Segmentors; the SegFix networks (boundary and direction maps, no SDN twin) are tested in
@@ -153,6 +160,10 @@ def test_ablation_overrides_reach_the_sdn():
     assert sdn.op.kernel_size == (5, 5) and sdn.op.dilation == (2, 2) and sdn.op.theta == 0.5
     assert sdn.op.in_channels == 12 and model.neck.guidance[0].out_channels == 8
     assert model.config.overrides["operator"] == "cdc"
+    sc = create_model("semfpn_r18_sdn", 3, operator="sc", lam=0.5)
+    assert all(type(s.op) is SemanticConv2d for s in sc.neck.sdns)
+    assert sc.neck.sdns[0].op.lam.item() == pytest.approx(0.5, rel=1e-6)
+    assert sc.config.overrides["operator"] == "sc"
     conv = create_model("semfpn_r18_sdn", 3, operator="conv", sdc_channels=None)
     assert all(
         type(s.op) is torch.nn.Conv2d and s.op.in_channels == s.op.out_channels

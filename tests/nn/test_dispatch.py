@@ -7,7 +7,7 @@ import torch
 
 from sdnseg.nn import _dispatch, _gemm, _reference, _triton
 from sdnseg.nn import functional as SF
-from sdnseg.nn._reference import neighbour_similarity_reference, sdc_reference
+from sdnseg.nn._reference import neighbour_similarity_reference, sc_reference, sdc_reference
 from tests.reference import cdc_reference
 
 F64 = torch.float64
@@ -48,6 +48,23 @@ def test_every_cpu_backend_equals_the_reference(backend):
     torch.testing.assert_close(s, s_ref, rtol=1e-10, atol=1e-10)
     cdc = SF.central_difference_conv2d(u, weight, bias, 2, 0.7, backend=backend)
     torch.testing.assert_close(cdc, cdc_reference(u, weight, bias, 2, 0.7), rtol=1e-10, atol=1e-10)
+    sc = SF.semantic_conv2d(u, v, weight, bias, 2, "exp", 0.8, backend=backend)
+    expected_sc = sc_reference(u, v, weight, bias, 2, "exp", lam=0.8)
+    torch.testing.assert_close(sc, expected_sc, rtol=1e-10, atol=1e-10)
+
+
+def test_sc_routes_reference_to_the_loop_and_triton_to_the_three_gemm_path(monkeypatch):
+    loop = _spy(monkeypatch, _reference, "sc_reference")
+    gemm = _spy(monkeypatch, _gemm, "semantic_conv")
+    u, v, weight, bias = _inputs(dtype=torch.float32)
+    SF.semantic_conv2d(u, v, weight, bias, backend="reference")
+    assert (len(loop), len(gemm)) == (1, 0)
+    # The Triton kernels compute differences only: a Triton route runs the three GEMMs.
+    monkeypatch.setattr(_triton, "is_available", lambda: True)
+    assert _dispatch.choose_route("triton", u).path == "triton"
+    y = SF.semantic_conv2d(u, v, weight, bias, backend="triton")
+    assert (len(loop), len(gemm)) == (1, 1)
+    torch.testing.assert_close(y, sc_reference(u, v, weight, bias), rtol=1e-5, atol=1e-5)
 
 
 def test_reference_backend_runs_the_loop_and_gradchecks(monkeypatch):
@@ -168,6 +185,12 @@ def test_export_path_whatever_the_backend(monkeypatch):
         assert _dispatch.choose_route(backend, u) == _dispatch.Route("export")
     y = SF.semantic_difference_conv2d(u, v, weight, bias, 2, backend="torch")
     torch.testing.assert_close(y, sdc_reference(u, v, weight, bias, 2), rtol=1e-10, atol=1e-10)
+    gemm = _spy(monkeypatch, _gemm, "semantic_conv")
+    for similarity in ("perona_malik", "ones"):
+        sc = SF.semantic_conv2d(u, v, weight, bias, 2, similarity, 0.8, backend="torch")
+        expected = sc_reference(u, v, weight, bias, 2, similarity, lam=0.8)
+        torch.testing.assert_close(sc, expected, rtol=1e-10, atol=1e-10)
+    assert not gemm  # plain pad/slice/conv ops, which export
 
 
 def test_the_choice_is_logged_once_per_path_device_dtype(monkeypatch, caplog):

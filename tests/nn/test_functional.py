@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sdnseg.nn import functional as SF
-from sdnseg.nn._reference import sdc_reference
+from sdnseg.nn._reference import sc_reference, sdc_reference
 from tests.reference import cdc_reference, diffusion_reference
 
 F64 = torch.float64
@@ -125,7 +126,67 @@ def test_cdc_matches_reference(theta):
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("operator", ["sdc", "cdc"])
+@pytest.mark.parametrize(
+    ("ci", "co", "kh", "kw", "dilation", "h", "w"),
+    [(3, 4, 3, 3, 1, 6, 7), (4, 4, 5, 5, 1, 7, 5), (3, 2, 3, 5, 2, 9, 6), (2, 2, 7, 7, 2, 4, 4)],
+)
+@pytest.mark.parametrize("similarity", ["perona_malik", "exp"])
+def test_sc_matches_reference(ci, co, kh, kw, dilation, h, w, similarity):
+    u, v, weight, bias = _inputs(ci=ci, co=co, kh=kh, kw=kw, h=h, w=w)
+    expected = sc_reference(u, v, weight, bias, dilation, similarity, lam=0.8)
+    actual = SF.semantic_conv2d(u, v, weight, bias, dilation, similarity, lam=0.8)
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("kh", "kw", "dilation"), [(3, 3, 1), (3, 5, 2), (5, 5, 3)])
+def test_sc_with_ones_is_a_plain_convolution(kh, kw, dilation):
+    """S ≡ 1 leaves ``sum_k W_k U_{m+k}`` with zero padding: conv2d itself, an independent check."""
+    u, v, weight, bias = _inputs(kh=kh, kw=kw, h=7, w=8)
+    padding = ((kh // 2) * dilation, (kw // 2) * dilation)
+    expected = F.conv2d(u, weight, bias, padding=padding, dilation=dilation)
+    actual = SF.semantic_conv2d(u, v, weight, bias, dilation, similarity="ones")
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sc_zero_pads_at_the_border():
+    # Unlike SDC, a constant image gives the count of in-image taps: outside contributes nothing.
+    u = torch.ones(1, 1, 4, 5, dtype=F64)
+    weight = torch.ones(1, 1, 3, 3, dtype=F64)
+    y = SF.semantic_conv2d(u, u, weight, similarity="perona_malik")[0, 0]
+    assert y[0, 0] == 4 and y[0, 2] == 6 and y[1, 1] == 9 and y[3, 4] == 4
+
+
+def test_sc_similarity_weights_each_neighbour():
+    # One neighbour across a guidance edge: its term is scaled by g(d2), the others by 1.
+    u = torch.zeros(1, 1, 3, 3, dtype=F64)
+    u[0, 0, 1, 2] = 1.0
+    v = torch.zeros(1, 1, 3, 3, dtype=F64)
+    v[0, 0, :, 2] = 2.0  # the right column is another region
+    weight = torch.ones(1, 1, 3, 3, dtype=F64)
+    y = SF.semantic_conv2d(u, v, weight, lam=1.0)[0, 0]
+    assert float(y[1, 1]) == pytest.approx(1 / 5**0.5)  # g(d2 = 4) at lam = 1
+    assert float(y[1, 2]) == pytest.approx(1.0)  # the centre: S = g(0) = 1
+
+
+def test_sc_gradcheck_all_inputs():
+    u, v, weight, bias = _inputs(ci=3, co=2, h=5, w=6)
+    lam = torch.tensor(0.9, dtype=F64)
+    for t in (u, v, weight, bias, lam):
+        t.requires_grad_(True)
+
+    def fn(u, v, weight, bias, lam):
+        return SF.semantic_conv2d(u, v, weight, bias, 2, "perona_malik", lam)
+
+    assert torch.autograd.gradcheck(fn, (u, v, weight, bias, lam))
+
+
+def test_sc_bad_guidance_is_an_error():
+    u, v, weight, _ = _inputs()
+    with pytest.raises(ValueError, match="v must have the batch size and spatial size of u"):
+        SF.semantic_conv2d(u, v[..., :3], weight)
+
+
+@pytest.mark.parametrize("operator", ["sdc", "cdc", "sc"])
 def test_autocast_runs_in_the_autocast_dtype_like_conv2d(operator):
     """Mixed precision hands SDC a bfloat16 ``u`` and the module's float32 weight."""
     u, v, weight, bias = _inputs(ci=4, co=3, h=6, w=7, dtype=torch.float32)
@@ -135,6 +196,8 @@ def test_autocast_runs_in_the_autocast_dtype_like_conv2d(operator):
     def run(u, v, weight, bias):
         if operator == "sdc":
             return SF.semantic_difference_conv2d(u, v, weight, bias, lam=torch.tensor(1.5))
+        if operator == "sc":
+            return SF.semantic_conv2d(u, v, weight, bias, lam=torch.tensor(1.5))
         return SF.central_difference_conv2d(u, weight, bias, theta=0.7)
 
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -9,6 +9,7 @@ from sdnseg.nn._reference import (
     difference_conv,
     neighbour_squared_distance,
     offsets,
+    sc_reference,
     sdc_reference,
 )
 
@@ -169,3 +170,72 @@ def test_a_similarity_of_the_wrong_shape_is_an_error():
     offs = _tap_stacks.kernel_offsets((3, 3), 1)
     with pytest.raises(ValueError, match=r"similarity callable must return the shape of d2"):
         _gemm.semantic_difference_conv(u, v, weight, None, offs, lambda d2, lam: d2[:, :1], 1.0)
+
+
+# --- the similarity-weighted convolution without the difference ("sc"), the same autograd function
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+@pytest.mark.parametrize("k", [3, 5])
+def test_sc_forward_equals_the_reference(chunk_pixels, k, dilation):
+    u, v, weight, bias = _inputs(k=k)
+    offs = _tap_stacks.kernel_offsets((k, k), dilation, centre=True)
+    y = _gemm.semantic_conv(u, v, weight, bias, offs, SF.perona_malik, 0.7)
+    expected = sc_reference(u, v, weight, bias, dilation, "perona_malik", lam=0.7)
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["perona_malik", "callable", "ones"])
+def test_sc_gradcheck_every_input(chunk_pixels, mode):
+    u, v, weight, bias = (t.requires_grad_(True) for t in _inputs(n=2, ci=2, co=3, cf=2, h=5, w=6))
+    lam = torch.tensor(0.8, dtype=F64, requires_grad=True)
+    offs = _tap_stacks.kernel_offsets((3, 3), 2, centre=True)
+    if mode == "ones":
+        inputs = (u, weight, bias)
+        fn = lambda u, w, b: _gemm.semantic_conv(u, None, w, b, offs, None, 1.0)  # noqa: E731
+    else:
+        sim = SF.perona_malik if mode == "perona_malik" else lambda d2, lam: torch.sigmoid(d2 - lam)
+        inputs = (u, v, weight, bias, lam)
+        fn = lambda u, v, w, b, lam: _gemm.semantic_conv(u, v, w, b, offs, sim, lam)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_sc_gradients_equal_the_reference_autograd_and_reach_the_centre_tap():
+    u, v, weight, bias = (t.requires_grad_(True) for t in _inputs(ci=16, co=8, cf=4, h=9, w=11))
+    gy = torch.randn(2, 8, 9, 11, dtype=F64)
+    y = SF.semantic_conv2d(u, v, weight, bias, 2, backend="torch")
+    ref = sc_reference(u, v, weight, bias, 2)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    leaves = (u, v, weight, bias)
+    got = torch.autograd.grad((y * gy).sum(), leaves)
+    for g, want in zip(got, torch.autograd.grad((ref * gy).sum(), leaves), strict=True):
+        torch.testing.assert_close(g, want, rtol=1e-11, atol=1e-11)
+    assert bool((got[2][:, :, 1, 1] != 0).all())  # the centre multiplies U_m, not U_m - U_m
+
+
+def test_sc_saves_the_inputs_and_d2_over_every_tap():
+    u = torch.randn(1, 8, 6, 6, requires_grad=True)
+    v = torch.randn(1, 4, 6, 6, requires_grad=True)
+    w = torch.randn(8, 8, 3, 3, requires_grad=True)
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.numel()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        SF.semantic_conv2d(u, v, w, backend="torch")
+    d2_numel = 9 * 6 * 6  # (N, kh·kw, H, W), the centre's zero distance included
+    assert sum(saved.values()) == u.numel() + v.numel() + w.numel() + d2_numel
+
+
+def test_sc_channels_last_input_gives_channels_last_output_and_equal_values():
+    u, v, weight, bias = _inputs(dtype=torch.float32, ci=8, co=6)
+    y = SF.semantic_conv2d(u, v, weight, bias, backend="torch")
+    u_cl = u.to(memory_format=torch.channels_last).requires_grad_(True)
+    v_cl = v.to(memory_format=torch.channels_last)
+    y_cl = SF.semantic_conv2d(u_cl, v_cl, weight, bias, backend="torch")
+    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y_cl, y, rtol=1e-5, atol=1e-5)
+    y_cl.sum().backward()
+    assert u_cl.grad.shape == u.shape

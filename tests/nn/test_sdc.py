@@ -5,8 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdnseg.nn import CentralDifferenceConv2d, SemanticDifferenceConv2d, _reference, sdc_backend
-from sdnseg.nn._reference import neighbour_similarity_reference, sdc_reference
+from sdnseg.nn import (
+    CentralDifferenceConv2d,
+    SemanticConv2d,
+    SemanticDifferenceConv2d,
+    _reference,
+    sdc_backend,
+)
+from sdnseg.nn._reference import neighbour_similarity_reference, sc_reference, sdc_reference
 from tests.reference import cdc_reference
 
 
@@ -18,6 +24,19 @@ def test_forward_matches_reference_and_resizes_guidance():
     v = F.interpolate(v_small, size=(8, 10), mode="bilinear", align_corners=False)
     expected = sdc_reference(u, v, m.weight, m.bias, 2, "perona_malik", lam=m.lam)
     torch.testing.assert_close(m(u, v_small), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_sc_module_matches_reference_and_resizes_guidance():
+    torch.manual_seed(0)
+    m = SemanticConv2d(3, 4, kernel_size=3, dilation=2, lam=0.5).double()
+    u = torch.randn(2, 3, 8, 10, dtype=torch.float64)
+    v_small = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    v = F.interpolate(v_small, size=(8, 10), mode="bilinear", align_corners=False)
+    expected = sc_reference(u, v, m.weight, m.bias, 2, "perona_malik", lam=m.lam)
+    torch.testing.assert_close(m(u, v_small), expected, rtol=1e-10, atol=1e-10)
+    learnt = SemanticConv2d(2, 2, lam=0.3)
+    learnt(torch.randn(1, 2, 5, 5), torch.randn(1, 3, 5, 5)).square().sum().backward()
+    assert learnt.raw_lam.grad is not None and learnt.raw_lam.grad != 0
 
 
 def test_lam_is_positive_learnable_and_receives_gradient():

@@ -10,13 +10,14 @@ from sdnseg.nn import (
     CentralDifferenceConv2d,
     ConcatSDN,
     MultiScaleSDN,
+    SemanticConv2d,
     SemanticDifferenceConv2d,
     SingleScaleSDN,
 )
 from sdnseg.nn.sdn import resize_concat
 
 
-@pytest.mark.parametrize("operator", ["sdc", "conv", "cdc"])
+@pytest.mark.parametrize("operator", ["sdc", "conv", "cdc", "sc"])
 @pytest.mark.parametrize("sdc_channels", [None, 8])
 def test_sdn_keeps_shape_and_backpropagates(operator, sdc_channels):
     m = SDN(16, sdc_channels, operator=operator, kernel_size=3, dilation=2)
@@ -26,12 +27,13 @@ def test_sdn_keeps_shape_and_backpropagates(operator, sdc_channels):
     assert y.shape == u.shape
     y.sum().backward()
     assert u.grad is not None
-    assert (v.grad is not None) == (operator == "sdc")
+    assert (v.grad is not None) == (operator in ("sdc", "sc"))
 
 
 def test_sdn_operator_types():
     assert isinstance(SDN(8, operator="sdc").op, SemanticDifferenceConv2d)
     assert isinstance(SDN(8, operator="cdc").op, CentralDifferenceConv2d)
+    assert type(SDN(8, operator="sc").op) is SemanticConv2d
     conv = SDN(8, operator="conv", kernel_size=5, dilation=3).op
     assert type(conv) is nn.Conv2d and conv.padding == (6, 6)
     with pytest.raises(ValueError, match="operator must be one of"):
@@ -76,7 +78,22 @@ def test_multi_scale_neck_caps_sdc_channels_per_stage():
         MultiScaleSDN([4, 8, 16], sdc_channels=[2, 2])
 
 
-@pytest.mark.parametrize("operator", ["sdc", "cdc"])
+def test_sc_sdn_trains_a_step_and_its_output_follows_the_guidance():
+    torch.manual_seed(0)
+    m = SDN(8, operator="sc", kernel_size=3)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    u, v = torch.randn(2, 8, 9, 11), torch.randn(2, 5, 9, 11)
+    before = m.op.weight.detach().clone()
+    loss = m(u, v).square().mean()
+    loss.backward()
+    assert m.op.raw_lam.grad is not None and m.op.weight.grad[:, :, 1, 1].abs().sum() > 0
+    opt.step()
+    assert not torch.equal(m.op.weight, before)
+    m.eval()
+    assert not torch.allclose(m(u, v), m(u, torch.randn_like(v)))
+
+
+@pytest.mark.parametrize("operator", ["sdc", "cdc", "sc"])
 def test_sdn_passes_the_backend_to_its_operator(operator):
     assert SDN(8, operator=operator, backend="reference").op.backend == "reference"
     assert SDN(8, operator=operator).op.backend is None

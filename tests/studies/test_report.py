@@ -101,6 +101,62 @@ def test_report_draws_and_saves_without_the_runner_pyplot_or_a_backend_switch(tm
     assert json.loads((tmp_path / "results" / "study.json").read_text())["paired"][0]["seed"] == 0
 
 
+@pytest.mark.filterwarnings("ignore:No artists with labels found")
+def test_report_shows_table_3c_rows_paired_with_their_base_and_lists_auxiliary_runs(tmp_path):
+    from sdnseg.studies.spec import RunSpec
+
+    runs = [
+        RunSpec("base", "semfpn_efflite2", [0, 1]),
+        RunSpec("segfix", "segfix_efflite2", [0]),
+        RunSpec(
+            "base_crf", "semfpn_efflite2", [0, 1], pair="base", test_of="base", postprocess="crf"
+        ),
+        RunSpec("net", "", [0], command=["train_inverseform"]),
+    ]
+    study = Study("fit.yaml", tmp_path / "runs", tmp_path / "results" / "study", runs)
+
+    def fit(name, seed, miou):
+        return {
+            "name": name,
+            "seed": seed,
+            "params": 2e6,
+            "gflops": 3.0,
+            "seconds_per_epoch": 60.0,
+            "fit_command": f"sdnseg fit {name}",
+            "test_command": f"sdnseg test {name}",
+            "test": {"mIoU": miou, "BF@1px": 0.3, "BF@3px": 0.4},
+            "history": [],
+        }
+
+    results = [fit("base", s, 0.50 + 0.01 * s) for s in (0, 1)]
+    results += [
+        {
+            **fit("base", s, 0.53 + 0.01 * s),
+            "name": "base_crf",
+            "test_of": "base",
+            "test_command": f"sdnseg test base --model.postprocess crf seed{s}",
+        }
+        for s in (0, 1)
+    ]
+    results += [
+        {**fit("segfix", 0, 0.0), "test": {"boundary_F": 0.61, "direction_acc": 0.72}},
+        {"name": "net", "seed": 0, "command": "sdnseg train_inverseform --output n.pt"},
+    ]
+    report = build_report(study, results)
+    text = report.markdown_text
+    assert "| base_crf | 2 | 53.50 ± 0.71 |" in text
+    assert "| base_crf | base | 0 | +3.00 |" in text  # paired with the checkpoint it re-tests
+    assert "| segfix | 0 | boundary_F 0.6100, direction_acc 0.7200 |" in text
+    assert "| net | 0 | – |" in text
+    assert "| segfix |" not in text.split("## Auxiliary")[0]  # not a row of the main table
+    commands = text.split("## Commands")[1]
+    assert "- base_crf seed 0:\n  `sdnseg test base --model.postprocess crf seed0`\n" in commands
+    assert "`sdnseg train_inverseform --output n.pt`" in commands
+    data = json.loads(report.json_text)
+    assert set(data["summary"]) == {"base", "base_crf"} and len(data["runs"]) == 6
+    assert data["paired_summary"]["base_crf"]["mIoU"]["mean"] == pytest.approx(0.03)
+
+
 def _imported(path: Path) -> set[str]:
     """Every module an ``import`` or ``from ... import`` in ``path`` names (``from a import b``
     counts as both ``a`` and ``a.b``, since ``b`` may be a module)."""

@@ -2,6 +2,7 @@
 skipped when finished."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sdnseg.studies import runner
 from sdnseg.studies.runner import logged_seconds_per_step, main
 from sdnseg.studies.spec import RunSpec, Study, schedule
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"backbone": "resnet10t", "backbone_kwargs": {}}
 # A baseline and its +SDN twin, small enough for a few CPU steps; tests/test_benchmarks.py too.
 TINY_PAIR = [
@@ -212,3 +214,156 @@ def test_the_cli_study_command_is_the_runner():
 
     module, function = COMMANDS["study"].split(":")
     assert getattr(importlib.import_module(module), function) is main
+
+
+def test_schedule_makes_every_seed_of_a_tier_before_the_next():
+    # Without tiers the ablations would join the pair's group: base 0, sdn 0, conv 0, base 1...
+    runs = [
+        RunSpec("base", "fcn_r18d8", [0, 1], tier=1),
+        RunSpec("sdn", "fcn_r18d8_sdn", [0, 1], pair="base", tier=1),
+        RunSpec("conv", "fcn_r18d8_sdn", [0, 1], pair="base", tier=2),
+        RunSpec("sc", "fcn_r18d8_sdn", [0, 1], pair="base", tier=2),
+    ]
+    assert _order(runs) == [
+        ("base", 0), ("sdn", 0), ("base", 1), ("sdn", 1),
+        ("conv", 0), ("sc", 0), ("conv", 1), ("sc", 1),
+    ]  # fmt: skip
+    assert _order([replace(r, tier=0) for r in runs])[:3] == [("base", 0), ("sdn", 0), ("conv", 0)]
+
+
+def test_the_pretrained_study_is_in_priority_order_with_table_3c():
+    study = Study.load(ROOT / "configs" / "studies" / "camvid_pretrained.yaml")
+    order = schedule(study)
+    tiers = [run.tier for run, _ in order]
+    assert tiers == sorted(tiers) and set(tiers) == {1, 2, 3, 4, 5}
+    # Tier 1 first, whole: both SemanticFPN configurations at all three seeds.
+    assert {(r.name, s) for r, s in order[:6]} == {
+        (n, s) for n in ("semfpn_efflite2", "semfpn_efflite2_sdn") for s in (0, 1, 2)
+    }
+    factorial = {r.name: r.overrides for r, _ in order if r.tier == 2}
+    assert factorial["semfpn_sdn_sc"] == {"operator": "sc"}
+    assert factorial["semfpn_sdn_ones"] == {"similarity": "ones"}
+    assert factorial["semfpn_sdn_conv"] == {"operator": "conv"}
+    crf = study.run("semfpn_efflite2_sdn_crf")
+    assert crf.kind == "test" and crf.arch == "semfpn_efflite2_sdn" and crf.seeds == [0, 1, 2]
+    assert study.run("semfpn_efflite2_segfix").segfix_run == "segfix_efflite2"
+    assert study.run("inverse_net").kind == "command"
+    inverse_net = study.run("inverse_net").command[-1]
+    for name in ("semfpn_efflite2_inverseform", "semfpn_efflite2_sdn_inverseform"):
+        assert inverse_net in study.run(name).args[1]  # the InverseForm loss reads that file
+
+
+def _evaluation_study(tmp_path):
+    runs = [
+        {"name": "base", "arch": "fcn_r18d8", "seeds": [0, 1]},
+        {"name": "segfix", "arch": "segfix_r18", "seeds": [0]},
+        {"name": "base_crf", "test_of": "base", "postprocess": "crf", "pair": "base"},
+        {"name": "base_segfix", "test_of": "base", "postprocess": "segfix", "segfix_run": "segfix"},
+        {"name": "net", "command": ["train_inverseform", "--output", "net.pt"], "seeds": [0]},
+    ]
+    spec = {
+        "config": "fit.yaml",
+        "output_dir": str(tmp_path / "runs"),
+        "results": "r",
+        "runs": runs,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return Study.load(path)
+
+
+def _finish(study, name, seed, checkpoint="last.ckpt", result=None):
+    folder = runner.run_dir(study, study.run(name), seed)
+    (folder / "version_0" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (folder / "version_0" / "checkpoints" / checkpoint).write_text("")
+    (folder / runner.RESULT).write_text(json.dumps(result or {"name": name, "seed": seed}))
+    return folder / "version_0" / "checkpoints" / checkpoint
+
+
+def test_an_evaluation_run_tests_its_base_checkpoint_once_it_exists(tmp_path):
+    study = _evaluation_study(tmp_path)
+    crf, segfix = study.run("base_crf"), study.run("base_segfix")
+    assert crf.arch == "fcn_r18d8" and crf.seeds == [0, 1] and crf.kind == "test"
+    assert runner.waiting_for(study, crf, 0) == (
+        "waits for base seed 0 to finish (it tests that checkpoint)"
+    )
+    checkpoint = _finish(study, "base", 0)
+    assert runner.waiting_for(study, crf, 0) is None
+    assert runner.waiting_for(study, crf, 1) is not None
+    cmd = runner.test_command(study, crf, 0, runner.tested_checkpoint(study, crf, 0))
+    assert cmd[:6] == ["sdnseg", "test", "--config", "fit.yaml", "--ckpt_path", str(checkpoint)]
+    assert cmd[cmd.index("--model.postprocess") + 1] == "crf"
+    assert cmd[cmd.index("--runs_dir") + 1] == str(tmp_path / "runs" / "base_crf" / "seed0")
+    assert "--model.segfix_checkpoint" not in cmd
+    # SegFix also waits for the SegFix network's best checkpoint, not its last one.
+    assert "SegFix network segfix" in runner.waiting_for(study, segfix, 0)
+    best = _finish(study, "segfix", 0, checkpoint="best-step=9-0.5000.ckpt")
+    assert runner.waiting_for(study, segfix, 0) is None
+    cmd = runner.test_command(study, segfix, 0, checkpoint)
+    assert cmd[cmd.index("--model.segfix_checkpoint") + 1] == str(best)
+    assert cmd[cmd.index("--model.postprocess") + 1] == "segfix"
+
+
+def test_an_evaluation_run_keeps_the_post_processed_metrics_and_the_base_training(
+    tmp_path, monkeypatch
+):
+    study = _evaluation_study(tmp_path)
+    base = {"name": "base", "seed": 0, "fit_command": "sdnseg fit x", "params": 7, "history": []}
+    _finish(study, "base", 0, result=base)
+
+    def fake_test(cmd, log, heartbeat=None):
+        folder = Path(cmd[cmd.index("--runs_dir") + 1]) / "test" / "version_0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(
+            "test/mIoU,test/mIoU_crf,test/BF@1px_crf\n0.5,0.6,0.7\n"
+        )
+
+    monkeypatch.setattr(runner, "_run", fake_test)
+    result = runner.execute(study, study.run("base_crf"), 0, 3, (8, 8), 1)
+    assert result["test"] == {"mIoU": 0.6, "BF@1px": 0.7}
+    assert result["name"] == "base_crf" and result["test_of"] == "base"
+    assert result["fit_command"] == "sdnseg fit x" and result["params"] == 7
+    assert "--model.postprocess crf" in result["test_command"]
+    saved = runner.run_dir(study, study.run("base_crf"), 0) / runner.RESULT
+    assert json.loads(saved.read_text()) == result
+
+
+def test_a_command_run_runs_once_and_records_its_command(tmp_path, monkeypatch):
+    study = _evaluation_study(tmp_path)
+    calls = []
+    monkeypatch.setattr(runner, "_run", lambda cmd, log, heartbeat=None: calls.append(cmd))
+    result = runner.execute(study, study.run("net"), 0, 3, (8, 8), 1)
+    assert calls == [["sdnseg", "train_inverseform", "--output", "net.pt"]]
+    assert result["command"] == "sdnseg train_inverseform --output net.pt" and "test" not in result
+    runner.execute(study, study.run("net"), 0, 3, (8, 8), 1)
+    assert len(calls) == 1  # finished: not run again
+
+
+def test_main_skips_an_evaluation_run_with_a_clear_message(tmp_path, monkeypatch, capsys):
+    _evaluation_study(tmp_path)
+    monkeypatch.setattr(runner, "study_shape", lambda study: (3, (8, 8), 1))
+    monkeypatch.setattr(runner, "write_report", lambda study, results: None)
+    monkeypatch.setattr(runner, "execute", lambda *a: {})
+    assert main([str(tmp_path / "study.yaml"), "--only", "base_crf", "base_segfix"]) == 0
+    out = capsys.readouterr().out
+    assert "base_crf seed 0: skipped, waits for base seed 0 to finish" in out
+    assert "base_segfix seed 1: skipped, waits for base seed 1 to finish" in out
+
+
+@pytest.mark.parametrize(
+    ("run", "match"),
+    [
+        ({"name": "e", "test_of": "zzz", "postprocess": "crf"}, "not a run listed before it"),
+        ({"name": "e", "test_of": "a"}, "test_of and postprocess go together"),
+        ({"name": "e", "test_of": "a", "postprocess": "tta"}, "postprocess must be one of"),
+        ({"name": "e", "test_of": "a", "postprocess": "segfix"}, "segfix_run go together"),
+        ({"name": "e", "arch": "fcn_r18d8", "seeds": [0], "tier": -1}, "listed by tier"),
+        ({"name": "e", "command": ["x"], "seeds": [0], "pair": "a"}, "a command has no"),
+    ],
+)
+def test_study_file_errors_of_the_new_kinds(tmp_path, run, match):
+    runs = [{"name": "a", "arch": "fcn_r18d8", "seeds": [0]}, run]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": "x", "output_dir": "o", "results": "r", "runs": runs}))
+    with pytest.raises(ValueError, match=match):
+        Study.load(bad)

@@ -384,7 +384,7 @@ def create_model(
             :mod:`sdnseg.models.pretrained`; ``None`` for none), ``edge_head`` (True or
             :class:`~sdnseg.models.heads.EdgeHead` kwargs: ``aux["edge"]`` for the edge and
             InverseForm losses); on ``*_sdn`` models also
-            ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``), ``kernel_size``, ``dilation``,
+            ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``, ``"sc"``), ``kernel_size``, ``dilation``,
             ``similarity``, ``theta``, ``lam``, ``sdc_channels``, ``guidance_channels`` and
             ``sdn_placement`` (OCRNet: ``"multi_scale"``, the default, or ``"concat"``).
 

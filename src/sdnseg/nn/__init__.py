@@ -2,7 +2,7 @@
 
 from sdnseg.nn import functional
 from sdnseg.nn._dispatch import sdc_backend, set_sdc_backend
-from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticDifferenceConv2d
+from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticConv2d, SemanticDifferenceConv2d
 from sdnseg.nn.sdn import SDN, ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "CentralDifferenceConv2d",
     "ConcatSDN",
     "MultiScaleSDN",
+    "SemanticConv2d",
     "SemanticDifferenceConv2d",
     "SingleScaleSDN",
     "functional",

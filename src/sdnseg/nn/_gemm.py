@@ -18,6 +18,12 @@ or several whole small images), sized to stay in cache (``CHUNK_BYTES`` of :mod:
 again. Saved for backward: the inputs and ``d2`` (N, K, H, W), from which S and its derivatives
 are recomputed; the derivative of any similarity callable comes from autograd on that small tensor.
 
+Without the difference. The similarity-weighted convolution ``Y_m = sum_k W_k · S_k(m) · U(m+o_k)``
+(the fourth cell of the Table 3(a) factorial, :func:`semantic_conv`) is the same product with
+``D_k(m) = S_k(m) · U(m+o_k)`` over all kh×kw taps, the centre included (its ``d2`` is 0, so
+``S = g(0) = 1``): one flag, ``difference``, changes the gather (``U(m+o_k)`` for ``ΔU_k``), its
+adjoint (no ``- S_k(m) · G_k(m)`` term in ``dU``) and keeps the centre column of ``W_cat``.
+
 Layout: chunks are channel-major, (K, C, pixels), so that for NCHW features (the networks' layout)
 the GEMMs read dY and write Y in place as (C, pixels) matrices, without transposes; other layouts
 work through strided views. Borders: ``ΔU_k`` and ``ΔV_k`` are written only where ``m + o_k`` is
@@ -52,9 +58,30 @@ def semantic_difference_conv(
 
     ``offsets`` are :func:`kernel_offsets` of ``weight``'s kernel; bias is added in the GEMM.
     """
+    return _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference=True)
+
+
+def semantic_conv(
+    u: torch.Tensor,
+    v: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    offsets: Sequence[Offset],
+    similarity: SimilarityFn | None,
+    lam: torch.Tensor | float,
+) -> torch.Tensor:
+    """``Y_m = sum_k W_k · S_k(m) · U(m+o_k) (+ bias)``, ``S = similarity(d2(V), lam)`` or ``S ≡ 1``
+    (then a zero-padded ``conv2d``).
+
+    ``offsets`` are ``kernel_offsets(..., centre=True)`` of ``weight``'s kernel: every tap.
+    """
+    return _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference=False)
+
+
+def _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference: bool):
     if similarity is None:
-        return _SDC.apply(u, None, weight, bias, None, "ones", None, list(offsets))
-    return _SDC.apply(u, v, weight, bias, lam, "similarity", similarity, list(offsets))
+        return _SDC.apply(u, None, weight, bias, None, "ones", None, list(offsets), difference)
+    return _SDC.apply(u, v, weight, bias, lam, "similarity", similarity, list(offsets), difference)
 
 
 def difference_conv(
@@ -64,7 +91,7 @@ def difference_conv(
 
     S where the neighbour is outside never enters Y (if finite) and gets a zero gradient.
     """
-    return _SDC.apply(u, s, weight, None, None, "given", None, list(offsets))
+    return _SDC.apply(u, s, weight, None, None, "given", None, list(offsets), True)
 
 
 def neighbour_squared_distance(v: torch.Tensor, offsets: Sequence[Offset]) -> torch.Tensor:
@@ -82,15 +109,17 @@ def _forward(
     bias: torch.Tensor | None,
     offsets: list[Offset],
     y: torch.Tensor,
+    difference: bool,
 ) -> None:
-    """``y = W_cat · (S ⊙ ΔU) (+ bias)`` into ``y`` (N, Co, H, W); ``s`` None: S ≡ 1."""
+    """``y = W_cat · (S ⊙ ΔU) (+ bias)`` into ``y`` (N, Co, H, W); ``s`` None: S ≡ 1;
+    ``difference=False``: ``U(m+o_k)`` for ``ΔU``."""
     n, ci, h, w = u.shape
     k, co = len(offsets), w_cat.shape[0]
     chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, ci, u))
     stacks = ts.TapStacks(k, ci, u, chunks, scratch=False)
     for c in chunks:
         d = stacks(c)
-        ts.differences(u, c, offsets, d)
+        ts.differences(u, c, offsets, d, difference)
         if s is not None:
             d.mul_(ts.part(s, c).unsqueeze(1))
         out = ts.as_matrix(ts.part(y, c))
@@ -111,6 +140,7 @@ def _backward(
     grad_y: torch.Tensor,
     offsets: list[Offset],
     needs: tuple[bool, bool, bool, bool],
+    difference: bool,
 ) -> tuple[torch.Tensor | None, ...]:
     """Gradients of :func:`_forward` into (U, S, W_cat, bias), those that ``needs`` asks for.
 
@@ -135,7 +165,7 @@ def _backward(
         diff = stacks(c)
         shape = diff.shape
         if need_s or need_w:
-            ts.differences(u, c, offsets, diff)
+            ts.differences(u, c, offsets, diff, difference)
         scratch = stacks.scratch_like(diff)
         if need_w:
             d = diff if s is None else torch.mul(diff, ts.part(s, c).unsqueeze(1), out=scratch)
@@ -146,7 +176,7 @@ def _backward(
                 torch.sum(diff.mul_(gk), 1, out=ts.part(grad_s, c))
             if need_u:
                 ts.scatter_differences(
-                    grad_u, c, offsets, gk.mul_(ts.part(s_inside, c).unsqueeze(1))
+                    grad_u, c, offsets, gk.mul_(ts.part(s_inside, c).unsqueeze(1)), difference
                 )
     return grad_u, grad_s, grad_w, grad_b
 
@@ -192,17 +222,24 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def _stack_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(Co, Ci, kh, kw) -> W_cat (Co, K·Ci) over the non-centre taps, tap-major."""
+def _kept_taps(weight: torch.Tensor, centre: bool) -> list[int]:
+    kh, kw = weight.shape[2:]
+    return [i for i in range(kh * kw) if centre or i != (kh // 2) * kw + kw // 2]
+
+
+def _stack_weight(weight: torch.Tensor, centre: bool) -> torch.Tensor:
+    """(Co, Ci, kh, kw) -> W_cat (Co, K·Ci) over the non-centre taps (all with ``centre``),
+    tap-major."""
     co, ci, kh, kw = weight.shape
-    keep = [i for i in range(kh * kw) if i != (kh // 2) * kw + kw // 2]
+    keep = _kept_taps(weight, centre)
     return weight.permute(0, 2, 3, 1).reshape(co, kh * kw, ci)[:, keep].reshape(co, -1)
 
 
-def _unstack_weight_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(Co, K·Ci) -> (Co, Ci, kh, kw), zero at the centre tap (it multiplies ``U_m - U_m``)."""
+def _unstack_weight_grad(grad: torch.Tensor, weight: torch.Tensor, centre: bool) -> torch.Tensor:
+    """(Co, K·Ci) -> (Co, Ci, kh, kw); without ``centre`` zero at the centre tap (it multiplies
+    ``U_m - U_m``)."""
     co, ci, kh, kw = weight.shape
-    keep = [i for i in range(kh * kw) if i != (kh // 2) * kw + kw // 2]
+    keep = _kept_taps(weight, centre)
     full = grad.new_zeros(co, kh * kw, ci)
     full[:, keep] = grad.view(co, len(keep), ci)
     return full.view(co, kh, kw, ci).permute(0, 3, 1, 2).contiguous()
@@ -225,11 +262,12 @@ class _SDC(torch.autograd.Function):
     """Eq. 5 as three GEMMs; saves the inputs and, for a similarity, d2 (N, K, H, W).
 
     ``mode``: ``"similarity"`` (``guide`` is V, ``S = similarity(d2, lam)``), ``"given"``
-    (``guide`` is S) or ``"ones"`` (S ≡ 1, no guide).
+    (``guide`` is S) or ``"ones"`` (S ≡ 1, no guide). ``difference``: Eq. 5 over the non-centre
+    offsets, else the similarity-weighted convolution over every offset (centre included).
     """
 
     @staticmethod
-    def forward(ctx, u, guide, weight, bias, lam, mode, similarity, offsets):
+    def forward(ctx, u, guide, weight, bias, lam, mode, similarity, offsets, difference):
         dtype = _compute_dtype(u.dtype)
         n, _, h, w = u.shape
         u_c = u.to(dtype)
@@ -243,10 +281,12 @@ class _SDC(torch.autograd.Function):
             n, weight.shape[0], h, w, dtype=dtype, device=u.device, memory_format=_memory_format(u)
         )
         bias_c = None if bias is None else bias.to(dtype)
-        _forward(u_c, s, _stack_weight(weight.to(dtype)), bias_c, offsets, y)
+        w_cat = _stack_weight(weight.to(dtype), centre=not difference)
+        _forward(u_c, s, w_cat, bias_c, offsets, y, difference)
         lam_tensor = lam if torch.is_tensor(lam) else None
         ctx.save_for_backward(u, guide, weight, bias, lam_tensor, d2)
         ctx.mode, ctx.similarity, ctx.offsets, ctx.lam = mode, similarity, offsets, lam
+        ctx.difference = difference
         return y.to(u.dtype)
 
     @staticmethod
@@ -254,7 +294,7 @@ class _SDC(torch.autograd.Function):
     def backward(ctx, grad_y):
         u, guide, weight, bias, lam, d2 = ctx.saved_tensors
         need_u, need_guide, need_w, need_b, need_lam = ctx.needs_input_grad[:5]
-        offsets, mode = ctx.offsets, ctx.mode
+        offsets, mode, difference = ctx.offsets, ctx.mode, ctx.difference
         dtype = _compute_dtype(u.dtype)
         n, _, h, w = u.shape
         u_c = u.to(dtype)
@@ -279,10 +319,11 @@ class _SDC(torch.autograd.Function):
                 u_c,
                 s,
                 s_inside,
-                _stack_weight(weight.to(dtype)),
+                _stack_weight(weight.to(dtype), centre=not difference),
                 grad_y.to(dtype),
                 offsets,
                 (need_u, need_s, need_w, need_b),
+                difference,
             )
             grad_guide = grad_lam = None
             if mode == "given":
@@ -295,13 +336,14 @@ class _SDC(torch.autograd.Function):
                 if grad_d2 is not None:
                     grad_guide = _squared_distances_backward(guide.to(dtype), grad_d2, offsets)
         if grad_w is not None:
-            grad_w = _unstack_weight_grad(grad_w, weight)
+            grad_w = _unstack_weight_grad(grad_w, weight, centre=not difference)
         return (
             _cast(grad_u, u),
             _cast(grad_guide, guide),
             _cast(grad_w, weight),
             _cast(grad_b, bias),
             _cast(grad_lam, lam),
+            None,
             None,
             None,
             None,

@@ -12,7 +12,10 @@ The two halves have the signatures of their fast twins, so the dispatch can rout
 * :func:`neighbour_squared_distance` ``(v, offsets) -> d2`` (N, K, H, W);
 * :func:`difference_conv` ``(u, s, weight, offsets) -> y`` (N, Co, H, W), no bias.
 
-:func:`sdc_reference` is the whole operator, with its own similarity formulas (Eq. 2).
+:func:`sdc_reference` is the whole operator, with its own similarity formulas (Eq. 2), and
+:func:`sc_reference` the similarity-weighted convolution without the difference
+``Y_m = sum_k W_k · S(V_{m+k}, V_m) · U_{m+k}`` over every tap, centre included (the fourth cell of
+the Table 3(a) factorial; the pixel-adaptive convolution of Su et al., CVPR 2019, unnormalised).
 """
 
 from __future__ import annotations
@@ -126,4 +129,32 @@ def sdc_reference(
     kernel_size = (weight.shape[2], weight.shape[3])
     s = neighbour_similarity_reference(v, kernel_size, dilation, similarity, lam)
     y = difference_conv(u, s, weight, offsets(kernel_size, dilation))
+    return y if bias is None else y + bias[None, :, None, None]
+
+
+def sc_reference(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dilation: int = 1,
+    similarity: str | Callable = "perona_malik",
+    lam: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """``Y_m = sum_k W_k · S(V_{m+k}, V_m) · U_{m+k} (+ bias)`` over all kh×kw taps, ``(N, Co, H, W)``.
+
+    A neighbour outside the image contributes nothing (zero padding of U); at the centre
+    ``d2 = 0``. Arguments as :func:`sdnseg.nn.functional.semantic_conv2d` (no argument checks).
+    """
+    n, cf, h, w = v.shape
+    kh, kw = weight.shape[2:]
+    y = u.new_zeros(n, weight.shape[0], h, w)
+    for i in range(kh):
+        for j in range(kw):
+            dy, dx = (i - kh // 2) * dilation, (j - kw // 2) * dilation
+            u_k, _ = shifted_and_inside(u, dy, dx)
+            v_k, _ = shifted_and_inside(v, dy, dx)
+            d2 = ((v_k - v) ** 2).sum(1, keepdim=True) / cf
+            s = similarity_reference(d2, similarity, lam)
+            y = y + torch.einsum("oi,nihw->nohw", weight[:, :, i, j], s * u_k)
     return y if bias is None else y + bias[None, :, None, None]

@@ -1,7 +1,8 @@
 """Tap stacks of the three-GEMM SDC (:mod:`sdnseg.nn._gemm`): chunks of pixels, private.
 
 For one chunk of pixels (a band of rows of one image, or several whole small images) a tap stack
-holds ``x(m + o_k) - x(m)`` for every non-centre tap ``k`` of Eq. 5 as a (K, C, b, r, W) tensor,
+holds ``x(m + o_k) - x(m)`` for every non-centre tap ``k`` of Eq. 5 (or, for the similarity-weighted
+convolution without the difference, ``x(m + o_k)`` for every tap) as a (K, C, b, r, W) tensor,
 channel-major, so that the GEMMs read it as a (K·C, pixels) matrix. Entries whose neighbour lies
 outside the image are zero and stay zero (they are never written, only scaled in place), so
 borders need no mask and no padded copy of the input is made. :func:`scatter_differences` is the
@@ -30,14 +31,17 @@ MIN_CHUNK_PIXELS = 512
 chunk_pixels_override: int | None = None
 
 
-def kernel_offsets(kernel_size: tuple[int, int], dilation: int) -> list[Offset]:
-    """The (dy, dx) pixel offsets of a kh×kw dilated kernel, row-major, centre left out."""
+def kernel_offsets(
+    kernel_size: tuple[int, int], dilation: int, centre: bool = False
+) -> list[Offset]:
+    """The (dy, dx) pixel offsets of a kh×kw dilated kernel, row-major, centre left out unless
+    ``centre`` (the centre multiplies ``U_m - U_m = 0`` in Eq. 5, but ``U_m`` without the difference)."""
     kh, kw = kernel_size
     return [
         ((i - kh // 2) * dilation, (j - kw // 2) * dilation)
         for i in range(kh)
         for j in range(kw)
-        if not (i == kh // 2 and j == kw // 2)
+        if centre or not (i == kh // 2 and j == kw // 2)
     ]
 
 
@@ -133,8 +137,11 @@ def workspace(numel: int, like: torch.Tensor) -> torch.Tensor:
     return buffer[:numel]
 
 
-def differences(x: torch.Tensor, c: Chunk, offsets: list[Offset], out: torch.Tensor) -> None:
-    """``out[k] = x(m + o_k) - x(m)`` over the chunk, zero where the neighbour is outside."""
+def differences(
+    x: torch.Tensor, c: Chunk, offsets: list[Offset], out: torch.Tensor, difference: bool = True
+) -> None:
+    """``out[k] = x(m + o_k) - x(m)`` over the chunk, zero where the neighbour is outside;
+    ``difference=False``: ``out[k] = x(m + o_k)`` (a convolution's gather)."""
     h, w = x.shape[-2:]
     for k, offset in enumerate(offsets):
         ya, yb, xa, xb = inside_range(offset, c, h, w)
@@ -147,22 +154,25 @@ def differences(x: torch.Tensor, c: Chunk, offsets: list[Offset], out: torch.Ten
         if yb < c.y1:
             o[:, :, yb - c.y0 :].zero_()
         dy, dx = offset
-        torch.sub(
-            x[c.n0 : c.n1, :, ya + dy : yb + dy, xa + dx : xb + dx].transpose(0, 1),
-            x[c.n0 : c.n1, :, ya:yb, xa:xb].transpose(0, 1),
-            out=o[:, :, ya - c.y0 : yb - c.y0, xa:xb],
-        )
+        neighbour = x[c.n0 : c.n1, :, ya + dy : yb + dy, xa + dx : xb + dx].transpose(0, 1)
+        target = o[:, :, ya - c.y0 : yb - c.y0, xa:xb]
+        if difference:
+            torch.sub(neighbour, x[c.n0 : c.n1, :, ya:yb, xa:xb].transpose(0, 1), out=target)
+        else:
+            target.copy_(neighbour)
 
 
 def scatter_differences(
-    grad: torch.Tensor, c: Chunk, offsets: list[Offset], t: torch.Tensor
+    grad: torch.Tensor, c: Chunk, offsets: list[Offset], t: torch.Tensor, difference: bool = True
 ) -> None:
-    """The adjoint of :func:`differences`: ``grad(m + o_k) += t_k(m)``, ``grad(m) -= t_k(m)``.
+    """The adjoint of :func:`differences`: ``grad(m + o_k) += t_k(m)``, ``grad(m) -= t_k(m)``
+    (the second only with ``difference``).
 
     ``t`` (K, C, b, r, W) must be zero where the neighbour is outside.
     """
     h, w = grad.shape[-2:]
-    part(grad, c).sub_(t.sum(0))
+    if difference:
+        part(grad, c).sub_(t.sum(0))
     for k, offset in enumerate(offsets):
         ya, yb, xa, xb = inside_range(offset, c, h, w)
         if ya >= yb or xa >= xb:

@@ -2,6 +2,8 @@
 
 * :func:`semantic_difference_conv2d`: the semantic difference convolution (SDC), Eq. 5.
 * :func:`central_difference_conv2d`: CDC (Yu et al., CVPR 2020), for the operator ablation (Table 3a).
+* :func:`semantic_conv2d`: the similarity-weighted convolution without the difference term, the
+  fourth cell of the Table 3(a) factorial (the pixel-adaptive convolution idea, Su et al. 2019).
 * :func:`semantic_diffusion`: the classical finite-difference solver of Eq. 3–4 that SDC comes from.
 
 Similarity. Eq. 3 uses the squared norm ``|V_n - V_m|^2``; we use its mean over the ``Cf`` guidance
@@ -194,18 +196,7 @@ def semantic_difference_conv2d(
             return semantic_difference_conv2d(
                 u, v, weight, bias, dilation, similarity, lam, backend
             )
-    _check_conv_args(u, weight, bias, dilation)
-    if v.dim() != 4:
-        raise ValueError(f"v must be (N, Cf, H, W), got shape {tuple(v.shape)}")
-    if v.shape[0] != u.shape[0] or v.shape[2:] != u.shape[2:]:
-        raise ValueError(
-            f"v must have the batch size and spatial size of u: u {tuple(u.shape)}, "
-            f"v {tuple(v.shape)} (resize v first, or use the SemanticDifferenceConv2d module)"
-        )
-    _check_same_dtype_device({"u": u, "v": v})
-    if isinstance(lam, torch.Tensor):
-        _check_same_dtype_device({"u": u, "lam": lam})
-    _check_lam(lam)
+    _check_guided_args(u, v, weight, bias, dilation, lam)
     kernel_size = (weight.shape[2], weight.shape[3])
     if choose_route(backend, u, v).path == "torch":
         # One autograd function for the whole of Eq. 5: it keeps d2 for backward, not S as well.
@@ -215,6 +206,89 @@ def semantic_difference_conv2d(
         )
     s = neighbour_similarity(v, kernel_size, dilation, similarity, lam, backend)
     return _difference_conv(u, s, weight, bias, dilation, backend)
+
+
+def _check_guided_args(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int,
+    lam: torch.Tensor | float,
+) -> None:
+    _check_conv_args(u, weight, bias, dilation)
+    if v.dim() != 4:
+        raise ValueError(f"v must be (N, Cf, H, W), got shape {tuple(v.shape)}")
+    if v.shape[0] != u.shape[0] or v.shape[2:] != u.shape[2:]:
+        raise ValueError(
+            f"v must have the batch size and spatial size of u: u {tuple(u.shape)}, "
+            f"v {tuple(v.shape)} (resize v first, or use the module, which does)"
+        )
+    _check_same_dtype_device({"u": u, "v": v})
+    if isinstance(lam, torch.Tensor):
+        _check_same_dtype_device({"u": u, "lam": lam})
+    _check_lam(lam)
+
+
+def semantic_conv2d(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dilation: int = 1,
+    similarity: Similarity = "perona_malik",
+    lam: torch.Tensor | float = 1.0,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Similarity-weighted convolution without the difference term (the ``"sc"`` operator).
+
+    ``Y_m = sum_k W_k · S(V_{m+k·d}, V_m) · U_{m+k·d} (+ bias)`` over all kh×kw taps, the centre
+    included (``S = g(0) = 1`` there for the paper's similarities): SDC's Eq. 5 with ``U_{m+k}``
+    in place of ``U_{m+k} - U_m``, the fourth cell of the Table 3(a) factorial {difference} ×
+    {similarity}. It is the pixel-adaptive convolution idea (Su et al., CVPR 2019) with SDC's
+    similarity and no normalisation. A neighbour outside the image contributes nothing (zero
+    padding), so with ``similarity="ones"`` this is ``F.conv2d(u, weight, bias, padding=d·k//2)``.
+
+    Args and backends as :func:`semantic_difference_conv2d`, except that the centre tap of
+    ``weight`` counts. ``"triton"`` (and ``"auto"`` on CUDA) runs the three-GEMM PyTorch path:
+    the Triton kernels compute differences only.
+
+    Returns:
+        (N, Co, H, W).
+    """
+    if _autocasting(u):
+        u, v, weight, bias, lam = _to_autocast_dtype(u.device.type, u, v, weight, bias, lam)
+        with torch.autocast(u.device.type, enabled=False):
+            return semantic_conv2d(u, v, weight, bias, dilation, similarity, lam, backend)
+    _check_guided_args(u, v, weight, bias, dilation, lam)
+    fn = resolve_similarity(similarity)
+    offsets = kernel_offsets((weight.shape[2], weight.shape[3]), dilation, centre=True)
+    route = choose_route(backend, u, v)
+    if route.path == "reference":
+        return _reference.sc_reference(u, v, weight, bias, dilation, similarity, lam)
+    if route.path == "export":
+        return _semantic_conv_export(u, v, weight, bias, offsets, fn, lam)
+    return _gemm.semantic_conv(u, v, weight, bias, offsets, fn, lam)
+
+
+def _semantic_conv_export(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    offsets: list[tuple[int, int]],
+    fn: Callable | None,
+    lam: torch.Tensor | float,
+) -> torch.Tensor:
+    terms = []
+    for o in offsets:
+        u_k = shifted(u, o)
+        if fn is not None:
+            u_k = u_k * fn(shifted_difference(v, o).square().mean(1, keepdim=True), lam)
+        terms.append(u_k)
+    co = weight.shape[0]
+    w = weight.permute(0, 2, 3, 1).reshape(co, -1)  # tap-major, as the terms are stacked
+    return F.conv2d(torch.cat(terms, 1), w[:, :, None, None], bias)
 
 
 def _autocasting(x: torch.Tensor) -> bool:
@@ -261,8 +335,8 @@ def _difference_conv(
     return y
 
 
-def shifted_difference(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
-    """``x[m + offset] - x[m]``, zero where ``m + offset`` is outside the image.
+def shifted(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    """``x[m + offset]``, zero where ``m + offset`` is outside the image.
 
     Written with pad and slice only, so that it also exports to ONNX.
     """
@@ -270,10 +344,12 @@ def shifted_difference(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor
     h, w = x.shape[-2], x.shape[-1]
     r_y, r_x = abs(dy), abs(dx)
     padded = F.pad(x, (r_x, r_x, r_y, r_y))
-    shifted = padded[..., r_y + dy : r_y + dy + h, r_x + dx : r_x + dx + w]
-    valid = F.pad(torch.ones_like(x[:, :1]), (r_x, r_x, r_y, r_y))
-    valid = valid[..., r_y + dy : r_y + dy + h, r_x + dx : r_x + dx + w]
-    return (shifted - x) * valid
+    return padded[..., r_y + dy : r_y + dy + h, r_x + dx : r_x + dx + w]
+
+
+def shifted_difference(x: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    """``x[m + offset] - x[m]``, zero where ``m + offset`` is outside the image (pad and slice)."""
+    return (shifted(x, offset) - x) * shifted(torch.ones_like(x[:, :1]), offset)
 
 
 def _difference_conv_export(

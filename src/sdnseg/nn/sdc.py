@@ -1,4 +1,5 @@
-"""Modules over the difference convolutions: SDC (Eq. 5 of Tan, Wu, Pi) and CDC (Yu et al. 2020)."""
+"""Modules over the difference convolutions: SDC (Eq. 5 of Tan, Wu, Pi) and CDC (Yu et al. 2020),
+and SDC without the difference (the similarity-weighted convolution of the Table 3a factorial)."""
 
 from __future__ import annotations
 
@@ -122,6 +123,26 @@ class SemanticDifferenceConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"dilation={self.dilation}, similarity={self.similarity!r}, "
             f"{_backend_repr(self.backend)}"
+        )
+
+
+class SemanticConv2d(SemanticDifferenceConv2d):
+    """Similarity-weighted convolution without the difference term: ``forward(u, v)``.
+
+    ``Y_m = sum_k W_k · S(V_{m+k}, V_m) · U_{m+k} + b`` over every tap (centre included,
+    :func:`sdnseg.nn.functional.semantic_conv2d`): SDC with ``U_{m+k}`` for ``U_{m+k} - U_m``,
+    the (no difference, similarity) cell of the Table 3(a) factorial. Arguments, guidance
+    resizing, λ and :meth:`similarity_map` (the non-centre taps; the centre's S is ``g(0) = 1``)
+    are SDC's.
+
+    Shape:
+        u (N, Ci, H, W), v (N, Cf, H', W') -> (N, Co, H, W).
+    """
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        v, lam = self._guidance(u, v)
+        return SF.semantic_conv2d(
+            u, v, self.weight, self.bias, self.dilation, self.similarity, lam, self.backend
         )
 
 

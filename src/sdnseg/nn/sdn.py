@@ -6,7 +6,7 @@ features, the input of decoders that read an HRNet that way (OCRNet).
 
 Normalisation and activation are not given by the paper; we chose:
 
-* after the SDC (or the ablation's conv/CDC): BatchNorm, then ReLU, as after every conv of the
+* after the SDC (or the ablation's conv/CDC/SC): BatchNorm, then ReLU, as after every conv of the
   ResNet/FCN family, so that the difference response enters the fusion at a learned scale;
 * the fusion ``F_sdn = Conv1x1([U, Y])`` (Sec. 4.2.2) without bias, then BatchNorm and ReLU, so that
   the decoder receives non-negative features of the kind a ResNet stage gives it.
@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdnseg.nn.functional import Similarity
-from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticDifferenceConv2d
+from sdnseg.nn.sdc import CentralDifferenceConv2d, SemanticConv2d, SemanticDifferenceConv2d
 
-OPERATORS = ("sdc", "conv", "cdc")
+OPERATORS = ("sdc", "conv", "cdc", "sc")
+# The operators that read the guidance V.
+GUIDED = ("sdc", "sc")
 
 
 def conv_norm_act(
@@ -53,7 +55,11 @@ class SDN(nn.Module):
             reduces U by a 1×1 conv, runs the SDC at that width and fuses
             ``channels + sdc_channels -> channels``: our deviation that keeps wide features cheap.
         operator: ``"sdc"`` (the paper), or for the ablation of Table 3(a) ``"conv"`` (vanilla conv on
-            U) or ``"cdc"`` (central difference conv on U with ``theta``); same kernel, same place.
+            U), ``"cdc"`` (central difference conv on U with ``theta``) or ``"sc"`` (the
+            similarity-weighted conv of U guided by V without the difference,
+            :class:`~sdnseg.nn.sdc.SemanticConv2d`); same kernel, same place. With
+            ``similarity="ones"`` on ``"sdc"`` these make the 2×2 factorial {difference} ×
+            {similarity}: conv (no, no), sdc+ones (yes, no), sc (no, yes), sdc (yes, yes).
         kernel_size, dilation, similarity, lam: of the SDC.
         theta: of the CDC.
         backend: of the SDC or CDC (see :mod:`sdnseg.nn.functional`); None: the default.
@@ -89,8 +95,9 @@ class SDN(nn.Module):
             if sdc_channels is None
             else conv_norm_act(channels, width, 1, norm_layer=norm_layer, act_layer=act_layer)
         )
-        if operator == "sdc":
-            self.op = SemanticDifferenceConv2d(
+        if operator in GUIDED:
+            cls = SemanticDifferenceConv2d if operator == "sdc" else SemanticConv2d
+            self.op = cls(
                 width, width, kernel_size, dilation, similarity, lam, bias=False, backend=backend
             )
         elif operator == "cdc":
@@ -107,7 +114,7 @@ class SDN(nn.Module):
 
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         x = self.reduce(u)
-        y = self.op(x, v) if self.operator == "sdc" else self.op(x)
+        y = self.op(x, v) if self.operator in GUIDED else self.op(x)
         y = self.op_norm(y)
         return self.fuse(torch.cat([u, y], dim=1))
 

@@ -40,6 +40,12 @@ METRICS = (
 )
 
 
+def scored(results: list[dict]) -> list[dict]:
+    """The results with segmentation metrics (fits and evaluation runs), which the tables
+    compare; the others (a SegFix network, a command's output) are listed apart."""
+    return [r for r in results if "mIoU" in r.get("test", {})]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if not math.isnan(v)]
     if not values:
@@ -132,11 +138,14 @@ def markdown(
     results: list[dict],
     figures: list[Path],
     classes: Sequence[str] = (),
+    auxiliary: Sequence[dict] = (),
 ) -> str:
-    """``<results>.md``: the main, per-class and paired tables, figure links and every command.
+    """``<results>.md``: the main, per-class and paired tables, the auxiliary runs, figure links
+    and every command.
 
     ``figures`` are linked by file name, so they must lie beside the markdown; ``classes`` not
-    found in any run's test metrics are left out of the per-class table.
+    found in any run's test metrics are left out of the per-class table. Evaluation runs
+    (``test_of``) are rows of their own, paired with the run they post-process.
     """
     lines = [
         "# Study results",
@@ -207,14 +216,24 @@ def markdown(
                 for m in METRICS[:6]
             ]
             lines.append(f"| {variant} | {e['baseline']} | {n} | {' | '.join(cells)} |")
+    if auxiliary:
+        lines += [
+            "",
+            "## Auxiliary runs (what other runs read; not compared)",
+            "",
+            "| run | seed | test metrics |",
+            "|---|---|---|",
+        ]
+        for r in auxiliary:
+            test = ", ".join(f"{k} {v:.4f}" for k, v in sorted(r.get("test", {}).items()))
+            lines.append(f"| {r['name']} | {r['seed']} | {test or '–'} |")
     lines += ["", "## Figures", "", *[f"![{f.name}]({f.name})" for f in figures]]
     lines += ["", "## Commands", ""]
-    for r in results:
-        lines += [
-            f"- {r['name']} seed {r['seed']}:",
-            f"  `{r['fit_command']}`",
-            f"  `{r['test_command']}`",
-        ]
+    for r in [*results, *auxiliary]:
+        commands = [r[k] for k in ("fit_command", "test_command", "command") if k in r]
+        if "test_of" in r:  # its fit is the tested run's, listed with it
+            commands = [r["test_command"]]
+        lines += [f"- {r['name']} seed {r['seed']}:", *[f"  `{c}`" for c in commands]]
     return "\n".join(lines) + "\n"
 
 
@@ -322,11 +341,14 @@ def build_report(
         figures: figures made elsewhere (the runner's qualitative comparisons, which need the
             models), linked in the markdown after the report's own plots.
     """
-    summary = summarise(results)
-    pairs = paired(study, results)
+    compared = scored(results)
+    auxiliary = [r for r in results if r not in compared]
+    summary = summarise(compared)
+    pairs = paired(study, compared)
     paired_by_variant = paired_summary(pairs)
-    drawn = plots(study, summary, results)
-    text = markdown(study, summary, pairs, paired_by_variant, results, [*drawn, *figures], classes)
+    drawn = plots(study, summary, compared)
+    figures = [*drawn, *figures]
+    text = markdown(study, summary, pairs, paired_by_variant, compared, figures, classes, auxiliary)
     data = payload(study, summary, pairs, paired_by_variant, results)
     base = Path(study.results)
     return Report(

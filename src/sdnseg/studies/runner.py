@@ -29,6 +29,7 @@ from sdnseg.studies.report import build_report, save_report
 from sdnseg.studies.spec import (
     RunSpec,
     Study,
+    best_checkpoint,
     latest_checkpoint,
     run_dir,
     schedule,
@@ -64,13 +65,43 @@ def fit_command(study: Study, run: RunSpec, seed: int, resume: Path | None) -> l
 
 
 def test_command(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> list[str]:
-    """The ``sdnseg test`` command scoring ``checkpoint`` at the study's scales and flip."""
+    """The ``sdnseg test`` command scoring ``checkpoint`` at the study's scales and flip, with
+    an evaluation run's post-processing."""
     folder = run_dir(study, run, seed)
     cmd = ["sdnseg", "test", "--config", study.config, "--ckpt_path", str(checkpoint)]
     cmd += ["--runs_dir", str(folder), "--name", "test", "--trainer.enable_progress_bar", "false"]
     cmd += ["--model.test_scales", json.dumps(study.test_scales)]
-    cmd += ["--model.test_flip", str(study.test_flip).lower(), *study.args, *run.args]
-    return cmd
+    cmd += ["--model.test_flip", str(study.test_flip).lower()]
+    if run.postprocess is not None:
+        cmd += ["--model.postprocess", run.postprocess]
+    if run.segfix_run is not None:
+        cmd += ["--model.segfix_checkpoint", str(segfix_checkpoint(study, run))]
+    return [*cmd, *study.args, *run.args]
+
+
+def tested_checkpoint(study: Study, run: RunSpec, seed: int) -> Path | None:
+    """What an evaluation run tests: the checkpoint its ``test_of`` run tested at this seed,
+    once that run has finished."""
+    tested = study.run(run.test_of)
+    folder = run_dir(study, tested, seed)
+    return latest_checkpoint(folder) if (folder / RESULT).is_file() else None
+
+
+def segfix_checkpoint(study: Study, run: RunSpec) -> Path | None:
+    """The best checkpoint of the SegFix network ``run.segfix_run`` (its first seed), once
+    that run has finished."""
+    segfix = study.run(run.segfix_run)
+    folder = run_dir(study, segfix, segfix.seeds[0])
+    return best_checkpoint(folder) if (folder / RESULT).is_file() else None
+
+
+def waiting_for(study: Study, run: RunSpec, seed: int) -> str | None:
+    """Why ``run`` cannot start at ``seed`` yet (what it reads is not there), or None."""
+    if run.test_of is not None and tested_checkpoint(study, run, seed) is None:
+        return f"waits for {run.test_of} seed {seed} to finish (it tests that checkpoint)"
+    if run.segfix_run is not None and segfix_checkpoint(study, run) is None:
+        return f"waits for the best checkpoint of the SegFix network {run.segfix_run}"
+    return None
 
 
 def _run(
@@ -139,11 +170,75 @@ def execute(
     size: tuple[int, int],
     batches_per_epoch: int,
 ) -> dict:
-    """Fit (or resume) and test one (configuration, seed); returns its result record."""
+    """Make one (configuration, seed) by its kind, unless finished; returns its result record."""
     folder = run_dir(study, run, seed)
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())
     folder.mkdir(parents=True, exist_ok=True)
+    if run.kind == "command":
+        result = _execute_command(run, seed, folder)
+    elif run.kind == "test":
+        result = _execute_evaluation(study, run, seed)
+    else:
+        result = _execute_fit(study, run, seed, num_classes, size, batches_per_epoch)
+    _write_json(folder / RESULT, result)
+    return result
+
+
+def _execute_command(run: RunSpec, seed: int, folder: Path) -> dict:
+    cmd = ["sdnseg", *run.command]
+    start = time.perf_counter()
+    _run(cmd, folder / "commands.log")
+    seconds = time.perf_counter() - start
+    return {"name": run.name, "seed": seed, "command": shlex.join(cmd), "seconds": seconds}
+
+
+def _test_metrics(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> tuple[dict, str]:
+    """Run ``sdnseg test`` of ``checkpoint``; its ``test/*`` metrics (an evaluation run's
+    post-processed ones, without their suffix) and the command."""
+    folder = run_dir(study, run, seed)
+    cmd = test_command(study, run, seed, checkpoint)
+    _run(cmd, folder / "commands.log")
+    test_rows = [r for r in _read_metrics_csv(folder / "test") if any("test/" in k for k in r)]
+    if not test_rows:
+        raise RuntimeError(f"{folder}: sdnseg test logged no test metrics")
+    test = {k[len("test/") :]: v for k, v in test_rows[-1].items() if k.startswith("test/")}
+    if run.postprocess is not None:
+        # The plain metrics repeat the tested run's; keep the post-processed ones, as its row.
+        suffix = f"_{run.postprocess}"
+        test = {k[: -len(suffix)]: v for k, v in test.items() if k.endswith(suffix)}
+    return test, shlex.join(cmd)
+
+
+def _execute_evaluation(study: Study, run: RunSpec, seed: int) -> dict:
+    """Test the ``test_of`` run's checkpoint with post-processing; its training record (time,
+    cost, history, fit command) is that run's."""
+    checkpoint = tested_checkpoint(study, run, seed)
+    if checkpoint is None:
+        raise RuntimeError(f"{run.name} seed {seed}: {waiting_for(study, run, seed)}")
+    tested = json.loads((run_dir(study, study.run(run.test_of), seed) / RESULT).read_text())
+    start = time.perf_counter()
+    test, cmd = _test_metrics(study, run, seed, checkpoint)
+    return {
+        **tested,
+        "name": run.name,
+        "test_of": run.test_of,
+        "test": test,
+        "test_seconds": time.perf_counter() - start,
+        "test_command": cmd,
+    }
+
+
+def _execute_fit(
+    study: Study,
+    run: RunSpec,
+    seed: int,
+    num_classes: int,
+    size: tuple[int, int],
+    batches_per_epoch: int,
+) -> dict:
+    """Fit (or resume) and test one (configuration, seed)."""
+    folder = run_dir(study, run, seed)
     log = folder / "commands.log"
     timing_path = folder / TIMING
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"fit_seconds": 0}
@@ -164,12 +259,7 @@ def execute(
     checkpoint = latest_checkpoint(folder)
     if checkpoint is None:
         raise RuntimeError(f"{folder}: fit finished but wrote no last.ckpt")
-    cmd = test_command(study, run, seed, checkpoint)
-    _run(cmd, log)
-    test_rows = [r for r in _read_metrics_csv(folder / "test") if any("test/" in k for k in r)]
-    if not test_rows:
-        raise RuntimeError(f"{folder}: sdnseg test logged no test metrics")
-    test = {k[len("test/") :]: v for k, v in test_rows[-1].items() if k.startswith("test/")}
+    test, test_cmd = _test_metrics(study, run, seed, checkpoint)
     history = [
         {k: v for k, v in row.items() if k.startswith("val/") or k in ("epoch", "step")}
         for row in _read_metrics_csv(folder)
@@ -193,10 +283,9 @@ def execute(
         "seconds_per_epoch": per_step * batches_per_epoch,
         "seconds_per_epoch_from": timed_from,
         "fit_command": timing["fit_command"],
-        "test_command": shlex.join(cmd),
+        "test_command": test_cmd,
         **_model_cost(run, num_classes, size),
     }
-    _write_json(folder / RESULT, result)
     return result
 
 
@@ -290,6 +379,10 @@ def main(argv: list[str]) -> int:
         done = (run_dir(study, run, seed) / RESULT).is_file()
         skipped = args.report_only or (args.only is not None and run.name not in args.only)
         if skipped and not done:
+            continue
+        waiting = None if done else waiting_for(study, run, seed)
+        if waiting is not None:
+            print(f"[study] {run.name} seed {seed}: skipped, {waiting}", flush=True)
             continue
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
         results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))

@@ -17,6 +17,18 @@ A study file (see ``configs/studies/camvid.yaml``)::
 
 Runs listed together that share a baseline go seed by seed (baseline seed 0, each variant seed 0,
 baseline seed 1, ...), so a cut-off study still has paired seeds and every variant at seed 0.
+A run's ``tier`` (default 0, never decreasing down the file) marks a priority: no group spans two
+tiers, so every seed of one tier is made before the next tier starts.
+
+Three kinds of run:
+
+* a fit (the default): ``sdnseg fit`` then ``sdnseg test`` of its last checkpoint;
+* an evaluation (``test_of: RUN``): no fit, ``sdnseg test`` of that run's checkpoint at the same
+  seed with ``postprocess`` (``crf``, or ``segfix`` with the best checkpoint of the SegFix network
+  fitted as run ``segfix_run``); its arch, overrides and seeds are the tested run's, and its
+  metrics are the post-processed ones. It waits until what it tests exists;
+* a command (``command: [train_inverseform, ...]``): one ``sdnseg`` command per seed, for what
+  later runs read (InverseForm's inverse-transformation network); no metrics.
 
 Both the runner (:mod:`sdnseg.studies.runner`) and the report (:mod:`sdnseg.studies.report`)
 import this module; the runner imports the report, never the other way round. Nothing here
@@ -38,7 +50,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunSpec:
-    """One configuration of the matrix; ``pair`` names the baseline it is compared with."""
+    """One configuration of the matrix; ``pair`` names the baseline it is compared with.
+
+    ``tier``, ``test_of``, ``postprocess``, ``segfix_run`` and ``command``: see the module
+    docstring.
+    """
 
     name: str
     arch: str
@@ -46,6 +62,18 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     pair: str | None = None
     args: list[str] = field(default_factory=list)
+    tier: int = 0
+    test_of: str | None = None
+    postprocess: str | None = None
+    segfix_run: str | None = None
+    command: list[str] | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"fit"``, ``"test"`` (an evaluation of ``test_of``) or ``"command"``."""
+        if self.command is not None:
+            return "command"
+        return "fit" if self.test_of is None else "test"
 
 
 @dataclass
@@ -61,6 +89,13 @@ class Study:
     args: list[str] = field(default_factory=list)
     qualitative: dict[str, Any] = field(default_factory=dict)
 
+    def run(self, name: str) -> RunSpec:
+        """The run called ``name``."""
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise KeyError(f"no run {name!r} in the study")
+
     @classmethod
     def load(cls, path: str | Path) -> Study:
         """Read and check a study file; raises naming the file and the offending entry."""
@@ -72,18 +107,20 @@ class Study:
         if missing:
             raise ValueError(f"{path} lacks {sorted(missing)}")
         known = {f for f in RunSpec.__dataclass_fields__}
-        runs = []
+        runs: list[RunSpec] = []
         for entry in raw["runs"]:
             unknown = set(entry) - known
             if unknown:
                 raise ValueError(f"{path}: run {entry.get('name')!r} has unknown keys {unknown}")
-            runs.append(RunSpec(**entry))
+            runs.append(RunSpec(**_inherit(path, entry, runs)))
         names = [r.name for r in runs]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: run names must be unique, got {names}")
         for run in runs:
-            if run.pair is not None and run.pair not in names:
-                raise ValueError(f"{path}: run {run.name!r} pairs with unknown run {run.pair!r}")
+            _check_run(path, run, {r.name: r for r in runs})
+        tiers = [r.tier for r in runs]
+        if tiers != sorted(tiers):
+            raise ValueError(f"{path}: runs must be listed by tier, lowest first, got {tiers}")
         qualitative = raw.get("qualitative") or {}
         unknown = set(qualitative) - {"variants", "images", "seed"}
         if unknown:
@@ -106,18 +143,59 @@ class Study:
         )
 
 
+POSTPROCESSORS = ("crf", "segfix")
+
+
+def _inherit(path: Path, entry: dict[str, Any], earlier: list[RunSpec]) -> dict[str, Any]:
+    """An evaluation run's arch, overrides and seeds from the run it tests (listed before it);
+    a command has no arch."""
+    if entry.get("command") is not None:
+        return {"arch": "", **entry}
+    if entry.get("test_of") is None:
+        return entry
+    tested = next((r for r in earlier if r.name == entry["test_of"]), None)
+    if tested is None:
+        raise ValueError(
+            f"{path}: run {entry.get('name')!r} tests {entry['test_of']!r}, which is not a run "
+            "listed before it"
+        )
+    inherited = {"arch": tested.arch, "overrides": tested.overrides, "seeds": tested.seeds}
+    return {**inherited, **entry}
+
+
+def _check_run(path: Path, run: RunSpec, runs: dict[str, RunSpec]) -> None:
+    where = f"{path}: run {run.name!r}"
+    if run.pair is not None and run.pair not in runs:
+        raise ValueError(f"{where} pairs with unknown run {run.pair!r}")
+    if run.segfix_run is not None and runs.get(run.segfix_run, run).kind != "fit":
+        raise ValueError(f"{where}: segfix_run must name a fitted run, not {run.segfix_run!r}")
+    if run.command is not None and (run.test_of or run.pair or run.postprocess):
+        raise ValueError(f"{where}: a command has no test_of, pair or postprocess")
+    if run.test_of is not None and runs[run.test_of].kind != "fit":
+        raise ValueError(f"{where}: test_of must name a fitted run, not {run.test_of!r}")
+    if (run.test_of is None) != (run.postprocess is None):
+        raise ValueError(f"{where}: test_of and postprocess go together (an evaluation run)")
+    if run.postprocess is not None and run.postprocess not in POSTPROCESSORS:
+        raise ValueError(f"{where}: postprocess must be one of {POSTPROCESSORS}")
+    if (run.postprocess == "segfix") != (run.segfix_run is not None):
+        raise ValueError(f"{where}: postprocess segfix and segfix_run go together")
+
+
 def _goes_with(block: list[RunSpec], run: RunSpec) -> bool:
-    """Whether ``run`` shares the block's baseline, or pairs with the block's only run."""
+    """Whether ``run`` shares the block's baseline, or pairs with the block's only run, in the
+    same tier."""
     first = block[0]
-    return run.pair is not None and (
-        run.pair == (first.pair or first.name) or (len(block) == 1 and run.pair == first.name)
+    return (
+        run.pair is not None
+        and run.tier == first.tier
+        and (run.pair == (first.pair or first.name) or (len(block) == 1 and run.pair == first.name))
     )
 
 
 def schedule(study: Study) -> list[tuple[RunSpec, int]]:
-    """The order runs are made in: the file's order, except that consecutive runs sharing a
-    baseline (with that baseline, when listed right before them) go seed by seed, all of seed 0
-    first; so does a run with the run just before it, if it pairs with it."""
+    """The order runs are made in: the file's order, except that consecutive runs of one tier
+    sharing a baseline (with that baseline, when listed right before them) go seed by seed, all
+    of seed 0 first; so does a run with the run just before it, if it pairs with it."""
     blocks: list[list[RunSpec]] = []
     for run in study.runs:
         if blocks and _goes_with(blocks[-1], run):
@@ -136,10 +214,16 @@ def run_dir(study: Study, run: RunSpec, seed: int) -> Path:
     return study.output_dir / run.name / f"seed{seed}"
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest ``version_*/checkpoints/last.ckpt`` under a run's folder."""
-    candidates = sorted(folder.glob("version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
+def latest_checkpoint(folder: Path, pattern: str = "last.ckpt") -> Path | None:
+    """The newest ``version_*/checkpoints/<pattern>`` under a run's folder."""
+    candidates = sorted(folder.glob(f"version_*/checkpoints/{pattern}"), key=os.path.getmtime)
     return candidates[-1] if candidates else None
+
+
+def best_checkpoint(folder: Path) -> Path | None:
+    """The best checkpoint of a run's folder: the newest ``best-*.ckpt`` (the checkpoint
+    callback writes one only on a new best, and its tracking survives resumes)."""
+    return latest_checkpoint(folder, "best-*.ckpt")
 
 
 def study_datamodule(study: Study) -> SegmentationDataModule:

@@ -24,7 +24,7 @@ from torch import nn
 
 from sdnseg.models.padding import valid_size
 from sdnseg.nn.functional import kernel_offsets
-from sdnseg.nn.sdn import SDN, resize_like
+from sdnseg.nn.sdn import GUIDED, SDN, resize_like
 from sdnseg.viz.figure import hide_ticks, save_figure
 
 __all__ = [
@@ -80,7 +80,7 @@ def capture_sdn(net: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
     Returns:
         One dict per SDN, in forward order, tensors detached, float32, on the CPU:
 
-        * ``name`` (module path) and ``operator`` (``"sdc"``, ``"conv"`` or ``"cdc"``);
+        * ``name`` (module path) and ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"`` or ``"sc"``);
         * ``U`` (N, C, h, w): the SDN input; ``F_sdn`` (N, C, h, w): its output;
         * ``V`` (N, Cf, h', w'): the guidance as given; ``V_resized``: V resized bilinearly to
           U's size, what the SDC compares;
@@ -88,7 +88,7 @@ def capture_sdn(net: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
           operator's output before ``op_norm``;
         * ``S`` (N, K, h, w): the similarity to each of the K = kh·kw − 1 neighbours, from the
           SDC's own :meth:`~sdnseg.nn.SemanticDifferenceConv2d.similarity_map` of the inputs it
-          was given (``None`` unless the operator is ``"sdc"``); ``lam`` (float or None),
+          was given (``None`` unless the operator is ``"sdc"`` or ``"sc"``); ``lam`` (float or None),
           ``kernel_size``, ``dilation``;
         * ``valid_size``: the (h, w) top-left part of the maps that covers the image, without the
           padding the segmentor adds up to its ``size_divisor``
@@ -120,7 +120,7 @@ def capture_sdn(net: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
             # nn.Conv2d (the "conv" and "cdc" operators) keeps dilation as a pair, the SDC an int.
             dilation = op.dilation[0] if isinstance(op.dilation, tuple) else op.dilation
             record.update(kernel_size=tuple(op.kernel_size), dilation=int(dilation))
-            if record["operator"] == "sdc":
+            if record["operator"] in GUIDED:
                 # The operator's own S for these inputs (its resize and λ), so S is what Y used.
                 s = op.similarity_map(x, args[1])
                 record.update(S=_cpu(s), lam=float(op.lam))
