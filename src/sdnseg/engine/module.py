@@ -44,7 +44,7 @@ from torch import nn
 from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palette, denormalize
 from sdnseg.engine import checkpoint_io, finetune, resume
 from sdnseg.engine.callbacks import last_good_sentence
-from sdnseg.engine.losses import segfix_loss, training_loss
+from sdnseg.engine.losses import maskformer_loss, segfix_loss, training_loss
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.inference import checkpoint as ckpt
 from sdnseg.inference import hub
@@ -223,6 +223,8 @@ class SegmentationModule(L.LightningModule):
             if self.is_segfix
             else None
         )
+        if decoder == "maskformer":  # MaskFormerLoss on its per-layer predictions, no data needed
+            self.criterion = maskformer_loss(losses, arch or type(net).__name__, ignore_index)
         self._rng_to_restore: dict | None = None
 
     # --- the segmentor ----------------------------------------------------------------------
