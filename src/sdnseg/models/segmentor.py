@@ -60,7 +60,10 @@ class SegmentorOutput:
         logits: (N, num_classes, H, W) at the input size, the decode head's.
         aux: named auxiliary outputs at the input size, e.g. ``"aux"``: the auxiliary FCN head's
             logits (mmseg's ``auxiliary_head``), weighted in :func:`~sdnseg.models.segmentation_loss`;
-            ``"edge"``: the edge head's (N, 1, H, W) logit, read by the edge losses.
+            ``"edge"``: the edge head's (N, 1, H, W) logit, read by the edge losses;
+            ``"class_logits"`` / ``"mask_logits"``: a MaskFormer's per-decoder-layer predictions,
+            the masks at their own resolution (see the module doc), read by
+            :class:`~sdnseg.models.losses.MaskFormerLoss`.
     """
 
     logits: torch.Tensor
@@ -76,7 +79,8 @@ class Segmentor(nn.Module, SegmentorHubMixin):
     Args:
         backbone: returns a list of features and has ``reductions`` (a :class:`Backbone`).
         head: features -> logits; has ``num_classes``. With ``returns_aux = True``: features ->
-            ``(logits, aux_logits)`` (see the module docstring).
+            ``(logits, aux_logits)``; with ``returns_masks = True``: ``(features, with_masks)`` ->
+            ``(logits, predictions)`` (see the module docstring).
         neck: features -> features (an SDN neck), or ``None``.
         aux_head: a second head for the auxiliary loss, run by ``forward_train`` only; not with
             a head that returns its own auxiliary logits.
