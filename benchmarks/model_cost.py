@@ -1,8 +1,9 @@
 """Cost of every named model pair, baseline vs +SDN: parameters, FLOPs, CPU latency, peak memory.
 
-Pairs: FCN-R50-D8, Semantic FPN-R50, Segmenter-ViT-B/16, OCRNet-HRNetV2-W48 (paper scale) and
-their CPU-scale R18 / ViT-T/16 / HRNetV2-W18-Small twins, OCRNet on EfficientNet-Lite2, 19 classes,
-batch 1, inputs 512×512 and 360×480. FCN-R50-D8 and Semantic FPN-R50 also get the paper's
+Pairs: FCN-R50-D8, Semantic FPN-R50, Segmenter-ViT-B/16, OCRNet-HRNetV2-W48, MaskFormer-R101 and
+-Swin-B (paper scale) and their CPU-scale R18 / ViT-T/16 / HRNetV2-W18-Small twins, OCRNet and
+MaskFormer on EfficientNet-Lite2 (MaskFormer on Lite0 too), 19 classes, batch 1, inputs 512×512
+and 360×480. FCN-R50-D8 and Semantic FPN-R50 also get the paper's
 full-width SDN (``sdc_channels=None``: the SDC as wide as the stage; ``guidance_channels`` = the
 last stage's width, the Φ the paper implies) beside our narrow default; OCRNet-HR48's +SDN is
 that full width already.
@@ -67,8 +68,19 @@ PAIRS = (
     ("OCRNet-HR48", "ocrnet_hr48", False),
     ("OCRNet-HR18s", "ocrnet_hr18s", False),
     ("OCRNet-EffLite2", "ocrnet_efflite2", False),
+    ("MaskFormer-R101", "maskformer_r101", False),
+    ("MaskFormer-Swin-B", "maskformer_swin_b", False),
+    ("MaskFormer-EffLite2", "maskformer_efflite2", False),
+    ("MaskFormer-EffLite0", "maskformer_efflite0", False),
 )
-PAPER_SCALE = ("fcn_r50d8", "semfpn_r50", "segmenter_vitb16", "ocrnet_hr48")
+PAPER_SCALE = (
+    "fcn_r50d8",
+    "semfpn_r50",
+    "segmenter_vitb16",
+    "ocrnet_hr48",
+    "maskformer_r101",
+    "maskformer_swin_b",
+)
 
 
 def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:

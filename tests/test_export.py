@@ -17,6 +17,8 @@ SMALL_MODELS = [
     "semfpn_r18_sdn",
     "segmenter_vitt16",
     "segmenter_vitt16_sdn",
+    "maskformer_efflite0",  # the semantic log-scores of the last decoder layer
+    "maskformer_efflite0_sdn",
 ]
 ATOL = 1e-4
 
@@ -57,6 +59,14 @@ def test_ocrnet_export_matches_pytorch_relative_to_its_logits(tmp_path):
     with torch.no_grad():
         scale = model.eval()(images).abs().max().item()
     assert verify_onnx(model, path, images) <= 1e-5 * max(scale, 1.0)
+
+
+def test_maskformer_on_swin_exports_with_dynamic_windows(tmp_path):
+    """Swin's channels-last features, its window padding and MaskFormer's sine encoding follow
+    the input size (maskformer_swin_b's layout on Swin-T, to keep the test small)."""
+    model = create_model("maskformer_swin_b", 4, backbone="swin_tiny_patch4_window7_224")
+    path = export_onnx(model, tmp_path / "swin.onnx", input_size=(64, 64))
+    assert verify_onnx(model, path, torch.randn(1, 3, 96, 80)) <= ATOL
 
 
 def test_vit_traced_at_its_own_grid_still_resizes_position_embedding(tmp_path):

@@ -1,6 +1,6 @@
 """``--model.losses``: specs built at fit setup, median-frequency weights from the training split,
-the errors for a wrong class-weight length and a missing edge head, and tiny fits through the CLI
-(combined losses; the edge head + InverseForm recipe)."""
+the errors for a wrong class-weight length and a missing edge head, tiny fits through the CLI
+(combined losses; the edge head + InverseForm recipe) and a MaskFormer's matching loss."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from sdnseg.engine import SegmentationDataModule
+from sdnseg.engine import SegmentationDataModule, SegmentationModule
 from sdnseg.engine.cli import main
 from sdnseg.engine.losses import training_loss
 from sdnseg.models import create_model
 from sdnseg.models.inverseform import InverseTransformNet, save_inverse_net
-from sdnseg.models.losses import class_pixel_counts, median_frequency_weights
+from sdnseg.models.losses import MaskFormerLoss, class_pixel_counts, median_frequency_weights
 
 from .test_cli import last_row, only_run
 from .tiny import TINY_MODEL, tiny_fit_args
@@ -85,3 +85,26 @@ def test_fit_with_inverseform(tmp_path, capsys):
     args[args.index(TINY_MODEL[3])] = overrides
     assert main([*args, "--model.losses", losses.replace("{path}", str(missing))]) == 1
     assert f"inverse-net checkpoint {missing} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_maskformer_trains_with_its_matching_loss():
+    module = SegmentationModule(arch="maskformer_efflite0", num_classes=3)
+    assert isinstance(module.criterion, MaskFormerLoss)
+    spec = {"class_path": "sdnseg.models.losses.MaskFormerLoss", "weight": 2.0}
+    spec["init_args"] = {"dice_weight": 0.5}
+    module = SegmentationModule(arch="maskformer_efflite0", num_classes=3, losses=[spec])
+    weights = (module.criterion.class_weight, module.criterion.mask_weight)
+    assert weights + (module.criterion.dice_weight,) == (2.0, 40.0, 1.0)
+    # the fit-time rebuild of --model.losses hands a MaskFormer's specs to maskformer_loss
+    rebuilt = training_loss([spec], module.net, "maskformer_efflite0", 3, 255, 0.4)
+    assert isinstance(rebuilt, MaskFormerLoss) and rebuilt.mask_weight == 40.0
+    with pytest.raises(ValueError, match=r"MaskFormerLoss alone .*\['CrossEntropyLoss'\]"):
+        training_loss([{"class_path": CE}], module.net, "maskformer_efflite0", 3, 255, 0.4)
+    batch = {"image": torch.randn(2, 3, 64, 64), "mask": torch.randint(0, 3, (2, 64, 64))}
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and module.net.head.query_embed.weight.grad is not None
+    module.net.eval()
+    with torch.no_grad():
+        assert module(batch["image"]).shape == (2, 3, 64, 64)

@@ -13,6 +13,7 @@ from sdnseg.models import (
     list_models,
     segmentation_loss,
 )
+from sdnseg.models.losses import MaskFormerLoss
 from sdnseg.nn import (
     SDN,
     CentralDifferenceConv2d,
@@ -22,7 +23,7 @@ from sdnseg.nn import (
     SingleScaleSDN,
 )
 
-CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt", "ocrnet_hr18s")
+CPU_SCALE = ("fcn_r18", "semfpn_r18", "segmenter_vitt", "ocrnet_hr18s", "maskformer_efflite0")
 # Segmentors; the SegFix networks (boundary and direction maps, no SDN twin) are tested in
 # test_segfix.py.
 SEGMENTORS = [name for name, config in MODELS.items() if config.decoder != "segfix"]
@@ -48,11 +49,18 @@ class ModelTester:
         model.train()
         target = torch.randint(0, self.num_classes, (2, self.size, self.size))
         outputs = model.forward_train(torch.randn(2, 3, self.size, self.size))
-        for logits in (outputs.logits, *outputs.aux.values()):
+        aux = dict(outputs.aux)
+        if model.config.decoder == "maskformer":  # per-layer set predictions, masks at stride 4
+            queries = model.head.query_embed.num_embeddings
+            size = self.size // 4
+            assert aux.pop("class_logits").shape == (6, 2, queries, self.num_classes + 1)
+            assert aux.pop("mask_logits").shape == (6, 2, queries, size, size)
+        for logits in (outputs.logits, *aux.values()):
             assert logits.shape == (2, self.num_classes, self.size, self.size)
         assert ("aux" in outputs.aux) == model.has_aux
         model.zero_grad()
-        segmentation_loss(outputs, target).backward()
+        loss = MaskFormerLoss() if model.config.decoder == "maskformer" else segmentation_loss
+        loss(outputs, target).backward()
         for name, param in model.named_parameters():
             assert param.grad is not None, name
             assert torch.isfinite(param.grad).all(), name
@@ -99,6 +107,14 @@ class TestOCRNetHR18SSDN(ModelTester):
     name = "ocrnet_hr18s_sdn"
 
 
+class TestMaskFormerEffLite0(ModelTester):
+    name = "maskformer_efflite0"
+
+
+class TestMaskFormerEffLite0SDN(ModelTester):
+    name = "maskformer_efflite0_sdn"
+
+
 @pytest.mark.parametrize(
     "name", [n for n in SEGMENTORS if not n.startswith(CPU_SCALE)], scope="class"
 )
@@ -130,6 +146,7 @@ def test_neck_kinds():
     assert isinstance(create_model("segmenter_vitt16_sdn", 3).neck, SingleScaleSDN)
     assert isinstance(create_model("semfpn_r18_sdn", 3).neck, MultiScaleSDN)
     assert isinstance(create_model("ocrnet_hr18s_sdn", 3).neck, MultiScaleSDN)
+    assert isinstance(create_model("maskformer_efflite0_sdn", 3).neck, MultiScaleSDN)
     concat = create_model("ocrnet_hr18s_sdn", 3, sdn_placement="concat").neck
     assert isinstance(concat, ConcatSDN)
     assert create_model("fcn_r18d8", 3).neck is None
@@ -189,7 +206,7 @@ def test_config_round_trip_and_top_level_factory():
     assert ModelConfig.from_dict(record) == model.config
     rebuilt = create_model(record["name"], 4, **record["overrides"])
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
-    assert list_models() == list(MODELS) and len(MODELS) == 28 and len(SEGMENTORS) == 26
+    assert list_models() == list(MODELS) and len(MODELS) == 36 and len(SEGMENTORS) == 34
 
 
 def test_pretrained_path_loads_backbone_weights(tmp_path):
@@ -214,6 +231,7 @@ def test_pretrained_path_loads_backbone_weights(tmp_path):
         ("ocrnet_hr18s", {"sdn_placement": "concat"}, "ocrnet_hr18s_sdn"),
         ("ocrnet_hr18s_sdn", {"sdn_placement": "stem"}, "'multi_scale', 'concat'"),
         ("fcn_r18d8_sdn", {"sdn_placement": "concat"}, "of a 'fcn' decoder.*single_scale"),
+        ("maskformer_efflite0_sdn", {"sdn_placement": "concat"}, "'maskformer'.*multi_scale"),
     ],
 )
 def test_factory_errors(name, overrides, match):

@@ -11,7 +11,9 @@ What needs the data or the network is settled here, at ``fit`` setup, before the
   without an edge head, naming the model and the override that adds one.
 
 A SegFix network trains with :class:`~sdnseg.models.losses.SegFixLoss` alone
-(:func:`segfix_loss`).
+(:func:`segfix_loss`), a MaskFormer (decoder ``"maskformer"``: per-layer class and mask logits, no
+per-pixel logits to train) with :class:`~sdnseg.models.losses.MaskFormerLoss` alone
+(:func:`maskformer_loss`; :func:`training_loss` hands a MaskFormer's specs to it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 from sdnseg.models.losses import (
     CombinedLoss,
     CrossEntropyLoss,
+    MaskFormerLoss,
     SegFixLoss,
     build_loss,
     build_loss_term,
@@ -32,7 +35,7 @@ from sdnseg.models.losses import (
     median_frequency_weights,
 )
 
-__all__ = ["segfix_loss", "training_loss"]
+__all__ = ["maskformer_loss", "segfix_loss", "training_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +54,16 @@ def training_loss(
     ignore_index: int,
     aux_weight: float,
     datamodule: Any = None,
-) -> CombinedLoss:
-    """The :class:`CombinedLoss` of ``specs`` for ``net`` (see the module doc).
+) -> CombinedLoss | MaskFormerLoss:
+    """The :class:`CombinedLoss` of ``specs`` for ``net`` (see the module doc); for a MaskFormer
+    (a head with ``returns_masks``) the :class:`MaskFormerLoss` of :func:`maskformer_loss`.
 
     Raises:
         ValueError: a bad spec, a class-weight vector of the wrong length, median-frequency
             weights without a datamodule, or an edge loss for a network without an edge head.
     """
+    if getattr(getattr(net, "head", None), "returns_masks", False):
+        return maskformer_loss(specs, model_name, ignore_index)
     loss = build_loss(specs, ignore_index, aux_weight)
     for term in loss.terms:
         if isinstance(term, CrossEntropyLoss) and term.needs_class_weight:
@@ -107,4 +113,29 @@ def segfix_loss(
     weight, loss = terms[0]
     loss.boundary_weight *= weight
     loss.direction_weight *= weight
+    return loss
+
+
+def maskformer_loss(
+    specs: Sequence[Mapping[str, Any]] | None, model_name: str, ignore_index: int
+) -> MaskFormerLoss:
+    """The loss of a MaskFormer: :class:`MaskFormerLoss` with its defaults when ``specs`` is
+    None, else the one ``MaskFormerLoss`` spec given (its ``weight`` scales all three terms).
+
+    Raises:
+        ValueError: ``specs`` other than one MaskFormerLoss, naming the model and the classes given.
+    """
+    if specs is None:
+        return MaskFormerLoss(ignore_index=ignore_index)
+    terms = [build_loss_term(spec, ignore_index) for spec in specs]
+    if len(terms) != 1 or not isinstance(terms[0][1], MaskFormerLoss):
+        raise ValueError(
+            f"model {model_name!r} is a MaskFormer and trains with "
+            "sdnseg.models.losses.MaskFormerLoss alone (its class_weight, mask_weight and "
+            f"dice_weight in init_args), got {[type(loss).__name__ for _, loss in terms]}"
+        )
+    weight, loss = terms[0]
+    loss.class_weight *= weight
+    loss.mask_weight *= weight
+    loss.dice_weight *= weight
     return loss

@@ -38,7 +38,7 @@ from sdnseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, default_palet
 from sdnseg.engine import checkpoint_io, resume
 from sdnseg.engine.callbacks import last_good_sentence
 from sdnseg.engine.evaluation_settings import EvaluationSettings
-from sdnseg.engine.losses import segfix_loss, training_loss
+from sdnseg.engine.losses import maskformer_loss, segfix_loss, training_loss
 from sdnseg.engine.optimizers import build_optimizer, reference_settings
 from sdnseg.engine.schedules import poly_scheduler
 from sdnseg.engine.scores import SegmentationScores
@@ -188,6 +188,8 @@ class SegmentationModule(L.LightningModule):
             if self.is_segfix
             else None
         )
+        if decoder == "maskformer":  # MaskFormerLoss on its per-layer predictions, no data needed
+            self.criterion = maskformer_loss(losses, arch or type(net).__name__, ignore_index)
         self._rng_to_restore: dict | None = None
 
     @property

@@ -15,6 +15,9 @@ Notes on the reference backbones (timm 1.0):
   patch tokens reshaped to (N, C, H/16, W/16). ``final_norm=True`` keeps the final LayerNorm on the
   outputs (mmseg ``final_norm=True``); timm's default would prune it. ``dynamic_img_size=True``
   resizes the position embedding to the input grid on every forward (bicubic, as mmseg does once).
+* Swin transformers' feature maps come channels-last (timm's ``output_fmt="NHWC"``); they are
+  permuted to (N, C, H, W) like every other backbone's. ``strict_img_size=False`` lets them take
+  any input size (timm pads each window partition).
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class Backbone(nn.Module):
                 f"output_stride={output_stride} with {timm_kwargs}: {err}"
             ) from err
         self.name = name
+        # Swin's features are (N, H, W, C); everything downstream reads (N, C, H, W).
+        self.channels_last = getattr(self.body, "output_fmt", "NCHW") == "NHWC"
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         if output_stride is not None and max(self.reductions) > output_stride:
@@ -112,7 +117,10 @@ class Backbone(nn.Module):
             self.load_checkpoint(pretrained)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.body(x))
+        features = list(self.body(x))
+        if self.channels_last:
+            features = [f.permute(0, 3, 1, 2) for f in features]
+        return features
 
     def load_checkpoint(self, path: str | os.PathLike) -> tuple[list[str], list[str]]:
         """Load a local checkpoint into the backbone, non-strictly.

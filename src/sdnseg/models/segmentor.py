@@ -14,6 +14,14 @@ regions, :class:`~sdnseg.models.heads.OCRHead`) sets ``returns_aux = True`` and 
 ``(logits, aux_logits)``; ``forward_train`` gives the second as ``aux["aux"]``, so the losses weight
 it as they weight an auxiliary head's, and such a segmentor takes no separate ``aux_head``.
 
+A mask-classification head (MaskFormer, :class:`~sdnseg.models.heads.MaskFormerHead`) sets
+``returns_masks = True``: it is called as ``head(features, with_masks)`` and returns its semantic
+logits (the log of MaskFormer's semantic scores, so that softmax and argmax keep their meaning)
+and a dict of per-decoder-layer predictions; ``forward_train`` passes them on in ``aux``
+(``"class_logits"`` (L, N, Q, C + 1) as they are, ``"mask_logits"`` (L, N, Q, h, w) at the mask
+resolution, cropped to the part of the padded input the image covers) for
+:class:`~sdnseg.models.losses.MaskFormerLoss`.
+
 :meth:`Segmentor.inference` adds mmseg's sliding window and the multi-scale + flip test-time
 augmentation (softmax averaged over the views).
 """
@@ -28,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdnseg.models.hub import SegmentorHubMixin
-from sdnseg.models.padding import crop_padding, pad_to_multiple
+from sdnseg.models.padding import crop_padding, pad_to_multiple, valid_size
 
 MODES = ("whole", "slide")
 OUTPUTS = ("probs", "logits")
@@ -52,7 +60,10 @@ class SegmentorOutput:
         logits: (N, num_classes, H, W) at the input size, the decode head's.
         aux: named auxiliary outputs at the input size, e.g. ``"aux"``: the auxiliary FCN head's
             logits (mmseg's ``auxiliary_head``), weighted in :func:`~sdnseg.models.segmentation_loss`;
-            ``"edge"``: the edge head's (N, 1, H, W) logit, read by the edge losses.
+            ``"edge"``: the edge head's (N, 1, H, W) logit, read by the edge losses;
+            ``"class_logits"`` / ``"mask_logits"``: a MaskFormer's per-decoder-layer predictions,
+            the masks at their own resolution (see the module doc), read by
+            :class:`~sdnseg.models.losses.MaskFormerLoss`.
     """
 
     logits: torch.Tensor
@@ -68,7 +79,8 @@ class Segmentor(nn.Module, SegmentorHubMixin):
     Args:
         backbone: returns a list of features and has ``reductions`` (a :class:`Backbone`).
         head: features -> logits; has ``num_classes``. With ``returns_aux = True``: features ->
-            ``(logits, aux_logits)`` (see the module docstring).
+            ``(logits, aux_logits)``; with ``returns_masks = True``: ``(features, with_masks)`` ->
+            ``(logits, predictions)`` (see the module docstring).
         neck: features -> features (an SDN neck), or ``None``.
         aux_head: a second head for the auxiliary loss, run by ``forward_train`` only; not with
             a head that returns its own auxiliary logits.
@@ -111,6 +123,7 @@ class Segmentor(nn.Module, SegmentorHubMixin):
             raise ValueError(f"head {type(head).__name__} has no attribute num_classes")
         self.num_classes: int = head.num_classes
         self.head_returns_aux = bool(getattr(head, "returns_aux", False))
+        self.head_returns_masks = bool(getattr(head, "returns_masks", False))
         if self.head_returns_aux and aux_head is not None:
             raise ValueError(
                 f"head {type(head).__name__} returns its own auxiliary logits (aux['aux']); "
@@ -131,7 +144,11 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         padded = pad_to_multiple(images, self.size_divisor)
         features = self.features(padded)
         padded_size, size = padded.shape[-2:], images.shape[-2:]
-        logits, aux = self.head(features), None
+        masks: dict[str, torch.Tensor] = {}
+        if self.head_returns_masks:
+            (logits, masks), aux = self.head(features, with_aux), None
+        else:
+            logits, aux = self.head(features), None
         if self.head_returns_aux:
             logits, aux = logits
         elif with_aux and self.aux_head is not None:
@@ -139,6 +156,11 @@ class Segmentor(nn.Module, SegmentorHubMixin):
         output = SegmentorOutput(crop_padding(logits, padded_size, size))
         if with_aux and aux is not None:
             output.aux["aux"] = crop_padding(aux, padded_size, size)
+        for key, value in masks.items():  # mask logits: crop the padding at their resolution
+            if key == "mask_logits":
+                height, width = valid_size(value.shape[-2:], size, padded_size)
+                value = value[..., :height, :width]
+            output.aux[key] = value
         if with_aux and self.edge_head is not None:
             output.aux["edge"] = crop_padding(self.edge_head(features), padded_size, size)
         return output

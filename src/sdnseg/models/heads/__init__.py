@@ -3,7 +3,9 @@
 from sdnseg.models.heads.edge import EdgeHead
 from sdnseg.models.heads.fcn import Classifier, FCNHead
 from sdnseg.models.heads.fpn import FPN, SemanticFPNHead
+from sdnseg.models.heads.maskformer import MaskFormerHead, semantic_inference
 from sdnseg.models.heads.ocr import ObjectContext, OCRHead, spatial_gather
+from sdnseg.models.heads.pixel_decoder import PixelDecoder
 from sdnseg.models.heads.segmenter import SegmenterMaskHead
 
 __all__ = [
@@ -11,9 +13,12 @@ __all__ = [
     "Classifier",
     "EdgeHead",
     "FCNHead",
+    "MaskFormerHead",
     "OCRHead",
     "ObjectContext",
+    "PixelDecoder",
     "SegmenterMaskHead",
     "SemanticFPNHead",
+    "semantic_inference",
     "spatial_gather",
 ]

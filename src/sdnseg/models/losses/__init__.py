@@ -10,6 +10,7 @@
 | :class:`BoundaryLoss` (Kervadec et al.) | brute-force numpy distances |
 | :class:`EdgeBCELoss`, :class:`EdgeAttentionLoss`, :class:`InverseFormLoss` | gradient and shift checks |
 | :class:`SegFixLoss` (a SegFix network's, not a segmentor's) | ``F.cross_entropy`` |
+| :class:`MaskFormerLoss` (a MaskFormer's matching loss) | ``torchvision.ops.sigmoid_focal_loss``, numpy Dice, brute-force matching |
 """
 
 from sdnseg.models.losses.boundary import BoundaryLoss, signed_distance_maps
@@ -20,6 +21,7 @@ from sdnseg.models.losses.edge import EdgeAttentionLoss, EdgeBCELoss, edge_targe
 from sdnseg.models.losses.focal import FocalLoss
 from sdnseg.models.losses.inverseform import InverseFormLoss, inverse_form_distance
 from sdnseg.models.losses.lovasz import LovaszSoftmaxLoss
+from sdnseg.models.losses.maskformer import MaskFormerLoss
 from sdnseg.models.losses.ohem import OHEMCrossEntropyLoss, ohem_keep_mask
 from sdnseg.models.losses.segfix import SegFixLoss
 from sdnseg.models.losses.weighted import (
@@ -38,6 +40,7 @@ __all__ = [
     "FocalLoss",
     "InverseFormLoss",
     "LovaszSoftmaxLoss",
+    "MaskFormerLoss",
     "OHEMCrossEntropyLoss",
     "SegFixLoss",
     "build_loss",
