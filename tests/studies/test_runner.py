@@ -2,6 +2,7 @@
 skipped when finished."""
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from sdnseg.studies import runner
+from sdnseg.studies.records import record_dir
 from sdnseg.studies.runner import logged_seconds_per_step, main
 from sdnseg.studies.spec import RunSpec, Study, schedule
 
@@ -89,12 +91,36 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     assert (tmp_path / "results" / "study_bars.png").is_file()
     assert (tmp_path / "results" / "study_qualitative_sdn.png").is_file()
     assert "study_qualitative_sdn.png" in markdown
+    # The suite of sdnseg test --report beside the logged metrics.
+    assert 0 <= run["test"]["mBIoU"] <= 1 and "trimap_mIoU@1px" in run["test"]
 
-    # A finished run is not run again.
+    # Each finished run left its record for git: result, logs, metrics, suite, qualitative maps.
+    record = tmp_path / "results" / "study_runs" / "base" / "seed0"
+    recorded = json.loads((record / "result.json").read_text())
+    assert recorded["test"] == run["test"] and recorded["fit_command"] == run["fit_command"]
+    assert "sdnseg fit" in (record / "commands.log").read_text()
+    assert {p.name for p in (record / "metrics").iterdir()} >= {
+        "version_0__metrics.csv",
+        "test__version_0__metrics.csv",
+    }
+    assert "trimap" in json.loads((record / "evaluation.json").read_text())
+    assert sorted(p.name for p in (record / "qualitative").iterdir()) == ["0.png", "1.png"]
+    figure = tmp_path / "results" / "study_qualitative_sdn.png"
+    drawn = figure.read_bytes()
+
+    # A fresh clone has the records only: nothing runs again, the report (figure included,
+    # from the recorded label maps) is drawn from them.
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
     monkeypatch.setattr(runner, "_run", fail)
+    shutil.rmtree(tmp_path / "runs")
+    figure.unlink()
+    assert main([str(path)]) == 0
+    assert figure.read_bytes() == drawn
+    again = json.loads((tmp_path / "results" / "study.json").read_text())
+    assert again["summary"] == report["summary"]
+
     reports = []
     monkeypatch.setattr(runner, "write_report", lambda study, results: reports.append(results))
     assert main([str(path)]) == 0
@@ -264,7 +290,7 @@ def _evaluation_study(tmp_path):
     spec = {
         "config": "fit.yaml",
         "output_dir": str(tmp_path / "runs"),
-        "results": "r",
+        "results": str(tmp_path / "r"),
         "runs": runs,
     }
     path = tmp_path / "study.yaml"
@@ -289,6 +315,12 @@ def test_an_evaluation_run_tests_its_base_checkpoint_once_it_exists(tmp_path):
     )
     checkpoint = _finish(study, "base", 0)
     assert runner.waiting_for(study, crf, 0) is None
+    # Finished in an earlier session (a record, no run folder): its checkpoint is gone.
+    record = record_dir(study, study.run("base"), 1)
+    record.mkdir(parents=True)
+    (record / runner.RESULT).write_text("{}")
+    assert "(finished in an earlier session" in runner.waiting_for(study, crf, 1)
+    shutil.rmtree(record)
     assert runner.waiting_for(study, crf, 1) is not None
     cmd = runner.test_command(study, crf, 0, runner.tested_checkpoint(study, crf, 0))
     assert cmd[:6] == ["sdnseg", "test", "--config", "fit.yaml", "--ckpt_path", str(checkpoint)]

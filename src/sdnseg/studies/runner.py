@@ -2,9 +2,11 @@
 
 Every run is an ordinary ``sdnseg`` command, run in a subprocess, so each number in the report can
 be reproduced by the command printed beside it. The runner can be killed at any moment and
-restarted: a finished run (``result.json``) is skipped, an interrupted one resumes from its newest
+restarted: a finished run (its committed record, :mod:`sdnseg.studies.records`, or the
+``result.json`` of its run folder) is skipped, an interrupted one resumes from its newest
 ``last.ckpt`` (model, optimiser, schedule, data-loader position and random state), and the report
-is rewritten from whatever has finished.
+is rewritten from whatever has finished. Only the records are meant for git: in a fresh clone the
+runner goes on from them.
 
 The study file and the order of its runs are described in :mod:`sdnseg.studies.spec`; the tables
 and plots are drawn by :mod:`sdnseg.studies.report`, which this module calls and which never
@@ -22,9 +24,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdnseg.io import atomic_write
+from sdnseg.studies.qualitative import qualitative, qualitative_labels
+from sdnseg.studies.records import EVALUATION, RESULT, read_record, write_record
 from sdnseg.studies.report import build_report, save_report
 from sdnseg.studies.spec import (
     RunSpec,
@@ -37,10 +41,6 @@ from sdnseg.studies.spec import (
     study_shape,
 )
 
-if TYPE_CHECKING:
-    from sdnseg.engine.datamodule import SegmentationDataModule
-
-RESULT = "result.json"
 TIMING = "timing.json"
 
 
@@ -70,6 +70,8 @@ def test_command(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> lis
     folder = run_dir(study, run, seed)
     cmd = ["sdnseg", "test", "--config", study.config, "--ckpt_path", str(checkpoint)]
     cmd += ["--runs_dir", str(folder), "--name", "test", "--trainer.enable_progress_bar", "false"]
+    # The evaluator's suite (Boundary IoU, trimap curve) of the prediction the row reports.
+    cmd += ["--report", str(folder / "test" / "report"), "--report_top_k", "0"]
     cmd += ["--model.test_scales", json.dumps(study.test_scales)]
     cmd += ["--model.test_flip", str(study.test_flip).lower()]
     if run.postprocess is not None:
@@ -84,7 +86,13 @@ def tested_checkpoint(study: Study, run: RunSpec, seed: int) -> Path | None:
     once that run has finished."""
     tested = study.run(run.test_of)
     folder = run_dir(study, tested, seed)
-    return latest_checkpoint(folder) if (folder / RESULT).is_file() else None
+    return latest_checkpoint(folder) if _finished(study, tested, seed) else None
+
+
+def _finished(study: Study, run: RunSpec, seed: int) -> bool:
+    return (run_dir(study, run, seed) / RESULT).is_file() or read_record(
+        study, run, seed
+    ) is not None
 
 
 def segfix_checkpoint(study: Study, run: RunSpec) -> Path | None:
@@ -92,14 +100,20 @@ def segfix_checkpoint(study: Study, run: RunSpec) -> Path | None:
     that run has finished."""
     segfix = study.run(run.segfix_run)
     folder = run_dir(study, segfix, segfix.seeds[0])
-    return best_checkpoint(folder) if (folder / RESULT).is_file() else None
+    return best_checkpoint(folder) if _finished(study, segfix, segfix.seeds[0]) else None
 
 
 def waiting_for(study: Study, run: RunSpec, seed: int) -> str | None:
     """Why ``run`` cannot start at ``seed`` yet (what it reads is not there), or None."""
+    gone = "finished in an earlier session; its checkpoint is not on this machine"
     if run.test_of is not None and tested_checkpoint(study, run, seed) is None:
+        if _finished(study, study.run(run.test_of), seed):
+            return f"waits for the checkpoint of {run.test_of} seed {seed} ({gone})"
         return f"waits for {run.test_of} seed {seed} to finish (it tests that checkpoint)"
     if run.segfix_run is not None and segfix_checkpoint(study, run) is None:
+        segfix = study.run(run.segfix_run)
+        if _finished(study, segfix, segfix.seeds[0]):
+            return f"waits for the best checkpoint of the SegFix network {run.segfix_run} ({gone})"
         return f"waits for the best checkpoint of the SegFix network {run.segfix_run}"
     return None
 
@@ -171,17 +185,22 @@ def execute(
     batches_per_epoch: int,
 ) -> dict:
     """Make one (configuration, seed) by its kind, unless finished; returns its result record."""
+    recorded = read_record(study, run, seed)
+    if recorded is not None:
+        return recorded
     folder = run_dir(study, run, seed)
-    if (folder / RESULT).is_file():
-        return json.loads((folder / RESULT).read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    if run.kind == "command":
-        result = _execute_command(run, seed, folder)
-    elif run.kind == "test":
-        result = _execute_evaluation(study, run, seed)
+    if (folder / RESULT).is_file():  # finished before records were kept, or before the copy
+        result = json.loads((folder / RESULT).read_text())
     else:
-        result = _execute_fit(study, run, seed, num_classes, size, batches_per_epoch)
-    _write_json(folder / RESULT, result)
+        folder.mkdir(parents=True, exist_ok=True)
+        if run.kind == "command":
+            result = _execute_command(run, seed, folder)
+        elif run.kind == "test":
+            result = _execute_evaluation(study, run, seed)
+        else:
+            result = _execute_fit(study, run, seed, num_classes, size, batches_per_epoch)
+        _write_json(folder / RESULT, result)
+    write_record(study, run, seed, folder, result, qualitative_labels(study, run, seed))
     return result
 
 
@@ -207,6 +226,10 @@ def _test_metrics(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> tu
         # The plain metrics repeat the tested run's; keep the post-processed ones, as its row.
         suffix = f"_{run.postprocess}"
         test = {k[: -len(suffix)]: v for k, v in test.items() if k.endswith(suffix)}
+    suite = folder / "test" / "report" / EVALUATION
+    if suite.is_file():  # Boundary IoU and the trimap curve, beside the logged metrics
+        headline = json.loads(suite.read_text())["headline"]
+        test.update({k: v for k, v in headline.items() if k not in test})
     return test, shlex.join(cmd)
 
 
@@ -315,43 +338,6 @@ def logged_seconds_per_step(folder: Path) -> float | None:
     return seconds / steps if steps > 0 else None
 
 
-def qualitative(study: Study, results: list[dict], dm: SegmentationDataModule) -> list[Path]:
-    """Per variant in ``study.qualitative``: image, ground truth, baseline and variant with their
-    error maps, on fixed test images (chosen in the study file, not by outcome), single scale.
-
-    Drawn here rather than in the report because it loads the runs' checkpoints."""
-    from sdnseg.inference import load_model
-    from sdnseg.viz.segmentation import comparison_figure
-
-    spec = study.qualitative
-    if not spec.get("variants"):
-        return []
-    seed = int(spec.get("seed", 0))
-    finished = {(r["name"], r["seed"]) for r in results}
-    specs = {run.name: run for run in study.runs}
-    dataset = dm.raw_dataset(dm.test_split)
-    indices = [i for i in spec.get("images", [0]) if 0 <= i < len(dataset)]
-    items = [dataset[i] for i in indices]
-    images = [item["image"].permute(1, 2, 0).numpy() for item in items]
-    targets = [item["mask"].numpy() for item in items]
-    written = []
-    for variant in spec["variants"]:
-        names = (specs[variant].pair, variant)
-        if any((name, seed) not in finished for name in names):
-            continue
-        predictions = {}
-        for name in names:
-            model = load_model(latest_checkpoint(run_dir(study, specs[name], seed)))
-            predictions[f"{name} (seed {seed})"] = [
-                model.predict(image).numpy() for image in images
-            ]
-        path = Path(f"{study.results}_qualitative_{variant}.png")
-        written.append(
-            comparison_figure(path, images, targets, predictions, dm.palette, dm.ignore_index)
-        )
-    return written
-
-
 def write_report(study: Study, results: list[dict]) -> None:
     """``<results>.json``, ``<results>.md`` and the figures, from the finished runs."""
     if not results:
@@ -376,7 +362,7 @@ def main(argv: list[str]) -> int:
     num_classes, size, batches_per_epoch = study_shape(study)
     results = []
     for run, seed in schedule(study):
-        done = (run_dir(study, run, seed) / RESULT).is_file()
+        done = _finished(study, run, seed)
         skipped = args.report_only or (args.only is not None and run.name not in args.only)
         if skipped and not done:
             continue
