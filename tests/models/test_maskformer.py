@@ -160,3 +160,14 @@ def test_paper_scale_parameter_counts(name, millions):
     assert head.query_embed.weight.shape == (100, 256) and len(head.layers) == 6
     assert head.layers[0].ffn[0].out_features == 2048 and head.layers[0].self_attn.num_heads == 8
     assert head.class_embed.out_features == 151
+
+
+def test_flop_counter_runs_the_no_grad_forward():
+    # benchmarks/model_cost.py counts FLOPs under no_grad with module hooks; an expanded view of
+    # the query embedding made there has requires_grad without a grad_fn, which the hooks reject.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model("maskformer_efflite0", 5, pretrained=False).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 64, 64))
+    assert counter.get_total_flops() > 0

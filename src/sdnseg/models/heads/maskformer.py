@@ -201,7 +201,9 @@ class MaskFormerHead(nn.Module):
         memory = self.input_proj(features[-1])
         memory_pos = sine_position_encoding(memory, memory.shape[1] // 2).flatten(1).T[None]
         memory = memory.flatten(2).transpose(1, 2)  # (N, HW, D)
-        query_pos = self.query_embed.weight[None].expand(memory.shape[0], -1, -1)
+        # A copy, not an expanded view: a view of a parameter made under no_grad claims to need
+        # grad without a grad_fn, which module hooks (FlopCounterMode's tracker) reject.
+        query_pos = self.query_embed.weight[None].repeat(memory.shape[0], 1, 1)
         queries = torch.zeros_like(query_pos)
         outputs = []
         for layer in self.layers:
