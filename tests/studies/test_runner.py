@@ -130,6 +130,16 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     assert {r["name"] for r in reports[-1]} == {"base", "sdn"}
 
 
+def test_max_runs_stops_after_that_many_new_runs(tmp_path, monkeypatch, capsys):
+    path = _write_study(tmp_path)
+    monkeypatch.setattr(runner, "study_shape", lambda study: (3, (8, 8), 1))
+    made = []
+    monkeypatch.setattr(runner, "execute", lambda study, run, seed, *a: made.append(run.name) or {})
+    monkeypatch.setattr(runner, "write_report", lambda study, results: None)
+    assert main([str(path), "--max_runs", "1"]) == 0
+    assert made == ["base"]  # the first of the schedule only; sdn waits for the next session
+
+
 def test_study_file_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     run = {"name": "a", "arch": "fcn_r18d8", "seeds": [0], "pair": "zzz"}

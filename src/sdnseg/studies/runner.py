@@ -357,13 +357,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--report_only", action="store_true", help="rewrite the report, run nothing"
     )
+    parser.add_argument(
+        "--max_runs",
+        type=int,
+        default=None,
+        help="make at most this many runs, then report and stop (what a session has time for)",
+    )
     args = parser.parse_args(argv)
     study = Study.load(args.study)
     num_classes, size, batches_per_epoch = study_shape(study)
-    results = []
+    results, made = [], 0
     for run, seed in schedule(study):
         done = _finished(study, run, seed)
-        skipped = args.report_only or (args.only is not None and run.name not in args.only)
+        budget_spent = args.max_runs is not None and made >= args.max_runs
+        skipped = (
+            args.report_only
+            or budget_spent
+            or (args.only is not None and run.name not in args.only)
+        )
         if skipped and not done:
             continue
         waiting = None if done else waiting_for(study, run, seed)
@@ -373,6 +384,7 @@ def main(argv: list[str]) -> int:
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
         results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))
         if not done:  # a restart does not redraw the report once per finished run
+            made += 1
             write_report(study, results)
     write_report(study, results)
     print(f"[study] report: {study.results}.md", flush=True)
