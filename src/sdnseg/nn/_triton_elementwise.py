@@ -213,7 +213,10 @@ class TritonElementwise:
         grad_v = torch.empty_like(v)
         if not offsets or cf == 0 or n * h * w == 0:
             return grad_v.zero_()
-        grid = (_cdiv(n * h * w, _block("gather", "BLOCK_P")), _cdiv(cf, _block("gather", "BLOCK_C")))
+        grid = (
+            _cdiv(n * h * w, _block("gather", "BLOCK_P")),
+            _cdiv(cf, _block("gather", "BLOCK_C")),
+        )
         _launch(
             "_d2_backward_kernel", "gather", grid, v,
             v, grad_d2, grad_v, _table(offsets, v),
