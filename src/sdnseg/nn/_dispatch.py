@@ -144,10 +144,10 @@ def choose_route(backend: str | None, *tensors: torch.Tensor) -> Route:
         if key not in _logged:
             _logged.add(key)
             log.debug(
-                "SDC backend %r: %s path (element-wise ops: %s) for %s %s",
+                "SDC backend %r: %s path%s for %s %s",
                 asked,
                 route.path,
-                route.elementwise,
+                "" if route.elementwise == "torch" else f" ({route.elementwise} element-wise ops)",
                 tensors[0].device.type,
                 tensors[0].dtype,
             )

@@ -20,14 +20,19 @@ dtype: float32 for float32, bfloat16 and float16 inputs, float64 for float64), w
 dtype of every channel reduction.
 
 As in :mod:`sdnseg.nn._triton_kernels`, the kernels call only Triton builtins and their own
-helpers (``tl.full`` and ``tl.reduce``, not the ``@jit`` standard library ``tl.zeros``/
-``tl.sum``), so re-importing this module under ``TRITON_INTERPRET=1`` is enough to interpret them.
+helpers (``tl.full``, and ``tl.reduce`` with ``tl.sum``'s combine function, which the
+interpreter never calls, not the ``@jit`` standard library ``tl.zeros``/``tl.sum``), so
+re-importing this module under ``TRITON_INTERPRET=1`` is enough to interpret them.
 """
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+# The combine function of ``tl.sum``: the interpreter recognises it and reduces with one numpy
+# call, where any other combine function (a local ``_add``) runs element by element in Python.
+from triton.language.standard import _sum_combine
 
 INTERPRET: bool = bool(triton.knobs.runtime.interpret)
 
@@ -46,11 +51,6 @@ else:
         "reduce": {"BLOCK_C": 32, "BLOCK_P": 64, "num_warps": 4},
         "gather": {"BLOCK_C": 16, "BLOCK_P": 128, "num_warps": 4},
     }
-
-
-@triton.jit
-def _add(a, b):
-    return a + b
 
 
 @triton.jit
@@ -143,7 +143,7 @@ def _grad_s_kernel(
             un = un - tl.load(u_ptr + rc[:, None] * su_c + u_pix[None, :], mask=m2).to(ty)
         g = tl.load(g_ptr + rc[:, None] * sg_c + g_pix[None, :], mask=m2).to(ty)
         acc += tl.where(m2, g * un, 0.0)
-    out = tl.reduce(acc, 0, _add)
+    out = tl.reduce(acc, 0, _sum_combine)
     tl.store(o_ptr + k * so_k + bi * so_b + ry * so_r + xx * so_w, out, mask=p_ok)
 
 
@@ -233,7 +233,7 @@ def _d2_kernel(
         ).to(ty)
         diff = tl.where(m2, vn - vc, 0.0)
         acc += diff * diff
-    out = tl.reduce(acc, 0, _add) / C
+    out = tl.reduce(acc, 0, _sum_combine) / C
     tl.store(o_ptr + n * so_n + k * so_k + yy * so_h + xx * so_w, out.to(ty), mask=p_ok)
 
 
