@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything sdnseg checks on a CUDA machine, in one go (CI has no GPU):
 #   1. the operator tests (tests/nn) with CUDA tensors, default kernel configs;
-#   2. `sdc_speed_cuda.py --check`: Triton SDC and its gradients against float64;
+#   2. `sdc_speed_cuda.py --check`: Triton SDC, and the three-GEMM path with the Triton
+#      element-wise kernels, and their gradients against float64;
 #   3. `sdc_speed_cuda.py`: timings vs F.conv2d -> benchmarks/results/sdc_speed_cuda.{json,md}
-#      (its PyTorch path torch.compile'd, the script's default; add --no-compile for eager);
+#      (methods: fused Triton kernels, three GEMMs + Triton element-wise kernels, three GEMMs +
+#      PyTorch element-wise ops, F.conv2d);
 #   4. a short fit (bf16-mixed, +SDN through Triton) and a test of its checkpoint on the GPU.
 # Run from the repository root: `bash benchmarks/cuda_session.sh`. Logs and results are copied to
 # $OUT (default /tmp/sdnseg_cuda). Each step has its own time limit so a slow one cannot starve
