@@ -240,7 +240,57 @@ def compile_only(arch: int, defaults_only: bool) -> bool:
                     usage = " ".join(w for w in out.split() if w.startswith(("REG:", "STACK:")))
                 shared = compiled.metadata.shared
                 print(f"OK   {label}: {usage} shared={shared}", flush=True)
+    ok &= compile_elementwise(arch)
     print("PASS" if ok else "FAIL", flush=True)
+    return ok
+
+
+def compile_elementwise(arch: int) -> bool:
+    """Compile the element-wise kernels of the three-GEMM path (:mod:`sdnseg.nn.
+    _triton_elementwise_kernels`) for sm_<arch>: fp32 and fp64, every constexpr flag, their static
+    tile sizes; int32 sizes and strides, the common specialisation."""
+    import itertools
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sdnseg.nn import _triton_elementwise_kernels as kernels
+
+    ok = True
+    for name, config_name in (
+        ("_tap_stack_kernel", "stack"),
+        ("_grad_s_kernel", "reduce"),
+        ("_grad_u_kernel", "gather"),
+        ("_d2_kernel", "reduce"),
+        ("_d2_backward_kernel", "gather"),
+    ):
+        raw = getattr(kernels, name)
+        config = dict(kernels.CONFIGS[config_name])
+        warps = config.pop("num_warps")
+        flags = [a for a in ("HAS_S", "DIFFERENCE") if a in raw.arg_names]
+        for dtype, values in itertools.product(
+            ("fp32", "fp64"), itertools.product((True, False), repeat=len(flags))
+        ):
+            meta = config | dict(zip(flags, values, strict=True))
+            sig = {
+                a: "constexpr"
+                if a in meta
+                else ("*i32" if a == "off_ptr" else f"*{dtype}" if a.endswith("_ptr") else "i32")
+                for a in raw.arg_names
+            }
+            label = f"{name:20} {dtype} {meta}"
+            try:
+                triton.compile(
+                    ASTSource(raw, sig, constexprs=meta),
+                    target=GPUTarget("cuda", arch, 32),
+                    options={"num_warps": warps},
+                )
+            except Exception as error:  # noqa: BLE001 - report every failing config
+                ok = False
+                print(f"FAIL {label}: {type(error).__name__}: {str(error)[:300]}", flush=True)
+                continue
+            print(f"OK   {label}", flush=True)
     return ok
 
 
