@@ -254,7 +254,8 @@ def semantic_conv2d(
 
     Args and backends as :func:`semantic_difference_conv2d`, except that the centre tap of
     ``weight`` counts. ``"triton"`` (and ``"auto"`` on CUDA) runs the three-GEMM PyTorch path:
-    the Triton kernels compute differences only.
+    the fused Triton kernels compute differences only. ``"torch"`` on CUDA runs it with the
+    Triton element-wise kernels, which take both forms.
 
     Returns:
         (N, Co, H, W).
