@@ -75,8 +75,9 @@ def _offsets(kernel: str, difference: bool = True):
 
 
 def _chunks(n, h, w):
-    """Bands of two rows (the last one shorter) and whole images, as the GEMM path makes them."""
-    return ts.chunks(n, h, w, 2 * w) + ts.chunks(n, h, w, h * w)
+    """Bands of two rows of the first image (the last one shorter), and all images in one chunk,
+    as the GEMM path makes them (together they cover every pixel)."""
+    return ts.chunks(1, h, w, 2 * w) + ts.chunks(n, h, w, n * h * w)
 
 
 def _stack(k, ch, c, w, device, fill=0.0):
