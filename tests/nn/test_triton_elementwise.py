@@ -219,6 +219,28 @@ def test_gemm_path_equals_the_reference(device, monkeypatch, operator, dtype, ch
         torch.testing.assert_close(g.double(), r, **tol)
 
 
+@pytest.mark.parametrize("wanted", [(0,), (1,), (2,), (1, 3)], ids=["u", "v", "w", "v_bias"])
+def test_gemm_path_gradients_of_some_inputs(device, monkeypatch, wanted):
+    """Only some gradients asked for: backward skips the rest (dS without dW builds no stack)."""
+    monkeypatch.setattr(ts, "chunk_pixels_override", 10)
+    n, ci, co, cf, h, w = 2, 3, 4, 5, 4, 5
+    offs = ts.kernel_offsets((3, 3), 2)
+    inputs = [
+        _rand(n, ci, h, w, device=device),
+        _rand(n, cf, h, w, device=device, seed=1),
+        _rand(co, ci, 3, 3, device=device, seed=2),
+        _rand(co, device=device, seed=3),
+    ]
+    fn, ref_fn = _operator("sdc", offs)
+    leaves = [x.clone().requires_grad_(i in wanted) for i, x in enumerate(inputs)]
+    ref_leaves = [x.clone().requires_grad_(i in wanted) for i, x in enumerate(inputs)]
+    grad_y = _rand(n, co, h, w, device=device, seed=5)
+    got = torch.autograd.grad(fn(*leaves), [leaves[i] for i in wanted], grad_y)
+    want = torch.autograd.grad(ref_fn(*ref_leaves), [ref_leaves[i] for i in wanted], grad_y)
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("operator", ["sdc", "sc", "given"])
 def test_gemm_path_gradcheck_float64(device, monkeypatch, operator):
     monkeypatch.setattr(ts, "chunk_pixels_override", 8)  # two-row bands of a 4x4 image
