@@ -18,6 +18,7 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
     python benchmarks/sdc_speed_cuda.py --check     # Triton vs float64 reference on CUDA: PASS/FAIL
     python benchmarks/sdc_speed_cuda.py             # -> benchmarks/results/sdc_speed_cuda.{json,md}
     python benchmarks/sdc_speed_cuda.py --check --device cpu  # dry run, Triton interpreter
+    python benchmarks/sdc_speed_cuda.py --breakdown --precisions bf16  # per-kernel CUDA times
 
     python benchmarks/sdc_speed_cuda.py --compile-only [--arch 90]  # ptxas every config, no GPU
 
@@ -549,6 +550,39 @@ def merge_payload(earlier: dict, rows: list[dict], environments: dict[str, dict]
     }
 
 
+def kernel_breakdown(args: argparse.Namespace) -> str:
+    """Per-kernel CUDA time of one forward+backward of each method at the first shape, per
+    precision (``torch.profiler``: cuBLAS/cuDNN GEMMs, Triton kernels, PyTorch element-wise ops),
+    so the next optimisation step can be chosen from numbers. Returns the tables as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    methods = sdc_functions()
+    n, ci, co, h, w = SHAPES[0]
+    sections = []
+    for precision in args.precisions:
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+        u, v = (torch.randn(n, ci, h, w, device="cuda").to(dtype) for _ in range(2))
+        weight = torch.randn(co, ci, 3, 3, device="cuda") / math.sqrt(9 * ci)
+        u, v, weight = (x.to(dtype).requires_grad_() for x in (u, v, weight))
+        grad_y = torch.randn(n, co, h, w, device="cuda").to(dtype)
+        for name in args.methods:
+            fn = methods[name]
+            for _ in range(args.warmup):  # compile, autotune, allocate
+                fn(u, v, weight).backward(grad_y)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fn(u, v, weight).backward(grad_y)
+                torch.cuda.synchronize()
+            table = prof.key_averages().table(sort_by="device_time_total", row_limit=15)
+            sections.append(f"## {precision} {name} {SHAPES[0]}\n\n{table}")
+            u.grad = v.grad = weight.grad = None
+            torch.cuda.empty_cache()
+    return "\n\n".join(sections)
+
+
 def run_benchmark(args: argparse.Namespace) -> None:
     methods = sdc_functions()
     methods = {k: methods[k] for k in args.methods}
@@ -602,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="per-kernel CUDA times (torch.profiler) of each method at the first shape -> "
+        "results/sdc_speed_cuda_breakdown.txt, instead of the timings",
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="replace only the --precisions measured now in the results, keep the others",
@@ -630,6 +670,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return 0 if run_check(torch.device("cuda")) else 1
+    if args.breakdown:
+        text = kernel_breakdown(args)
+        write_atomic(RESULTS / f"{NAME}_breakdown.txt", text + "\n")
+        print(text)
+        return 0
     run_benchmark(args)
     return 0
 
