@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Everything sdnseg checks on a CUDA machine, in one go (CI has no GPU):
 #   1. the operator tests (tests/nn) with CUDA tensors, default kernel configs;
-#   2. `sdc_speed_cuda.py --check`: Triton SDC and its gradients against float64;
+#   2. `sdc_speed_cuda.py --check`: Triton SDC, and the three-GEMM path with the Triton
+#      element-wise kernels, and their gradients against float64;
 #   3. `sdc_speed_cuda.py`: timings vs F.conv2d -> benchmarks/results/sdc_speed_cuda.{json,md}
-#      (its PyTorch path torch.compile'd, the script's default; add --no-compile for eager);
-#   4. a short fit (bf16-mixed, +SDN through Triton) and a test of its checkpoint on the GPU.
+#      (methods: fused Triton kernels, three GEMMs + Triton element-wise kernels, three GEMMs +
+#      PyTorch element-wise ops, F.conv2d);
+#   4. a short fit (bf16-mixed, +SDN through Triton) and a test of its checkpoint on the GPU;
+#   5. opt-in (STEPS="... breakdown"): `sdc_speed_cuda.py --breakdown`, per-kernel CUDA times
+#      of every method at the first shape -> benchmarks/results/sdc_speed_cuda_breakdown.txt.
 # Run from the repository root: `bash benchmarks/cuda_session.sh`. Logs and results are copied to
 # $OUT (default /tmp/sdnseg_cuda). Each step has its own time limit so a slow one cannot starve
 # the rest; the exit status is 1 if any step failed. To rerun some steps only:
@@ -40,6 +44,11 @@ if want bench; then
   step bench "${BENCH_LIMIT:-180}" python3 benchmarks/sdc_speed_cuda.py \
     ${BENCH_ARGS:---precisions bf16 tf32 fp32}
   cp benchmarks/results/sdc_speed_cuda.json benchmarks/results/sdc_speed_cuda.md "$out/"
+fi
+if want breakdown; then
+  step breakdown "${BREAKDOWN_LIMIT:-120}" python3 benchmarks/sdc_speed_cuda.py --breakdown \
+    ${BREAKDOWN_ARGS:---precisions bf16}
+  cp benchmarks/results/sdc_speed_cuda_breakdown.txt "$out/" 2>/dev/null
 fi
 if want fit; then
   # A short +SDN training in bf16 mixed precision (SDC through Triton), then a test of its

@@ -1,9 +1,12 @@
-"""SDC (Eq. 5) on CUDA: the Triton path against F.conv2d and sdnseg's PyTorch fast path.
+"""SDC (Eq. 5) on CUDA: the Triton paths against F.conv2d and sdnseg's PyTorch fast path.
 
 Each SDC is the full operator with Cf = Ci, 3x3, dilation 1, Perona-Malik similarity (lam = 1):
-``d2 = NeighbourSquaredDistance(v)``, ``s = 1/sqrt(1 + d2)``, ``y = DifferenceConv(u, s, W)``, with
-the Triton functions of :mod:`sdnseg.nn._triton` or the autograd functions of
-:mod:`sdnseg.nn._gemm`; ``F.conv2d(u, W, padding=1)`` of the same shape is the anchor.
+``d2 = NeighbourSquaredDistance(v)``, ``s = 1/sqrt(1 + d2)``, ``y = DifferenceConv(u, s, W)``.
+Methods: ``triton``, the fused kernels of :mod:`sdnseg.nn._triton` (the CUDA default);
+``gemm_triton``, the three-GEMM autograd function of :mod:`sdnseg.nn._gemm` (cuBLAS GEMMs) with
+the Triton element-wise kernels of :mod:`sdnseg.nn._triton_elementwise` (``backend="torch"``);
+``pytorch``, the same with its element-wise work in PyTorch ops (``backend="torch-only"``);
+``conv2d``, ``F.conv2d(u, W, padding=1)`` of the same shape, the anchor.
 Gradients flow into u, v and the weight. Reported per shape and precision: forward time (no
 grad), forward+backward time (CUDA events, warm-up, median), the peak memory allocated over a
 forward with grad on (above the inputs), and the bytes autograd saves for backward that are not
@@ -15,13 +18,14 @@ tensors, TF32 on for matmul and cuDNN), ``bf16``.
     python benchmarks/sdc_speed_cuda.py --check     # Triton vs float64 reference on CUDA: PASS/FAIL
     python benchmarks/sdc_speed_cuda.py             # -> benchmarks/results/sdc_speed_cuda.{json,md}
     python benchmarks/sdc_speed_cuda.py --check --device cpu  # dry run, Triton interpreter
+    python benchmarks/sdc_speed_cuda.py --breakdown --precisions bf16  # per-kernel CUDA times
 
     python benchmarks/sdc_speed_cuda.py --compile-only [--arch 90]  # ptxas every config, no GPU
 
 ``bash benchmarks/cuda_session.sh`` runs both, with the CUDA tests and a short bf16 fit. The
 first call of each kernel configuration compiles and autotunes (seconds); warm-up absorbs it.
-``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning. ``--no-compile`` times the PyTorch path eager
-(``torch.compile`` of its kernels is on by default here, opt-in in the library).
+``SDNSEG_TRITON_AUTOTUNE=0`` skips autotuning of the fused kernels (the element-wise kernels have
+static tile sizes and are never autotuned).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ SHAPES = [
     (2, 1024, 1024, 32, 64),
 ]
 PRECISIONS = ("fp32", "tf32", "bf16")
-METHODS = ("triton", "pytorch", "conv2d")
+METHODS = ("triton", "gemm_triton", "pytorch", "conv2d")
 
 # --check: (N, Ci, Co, H, W, (kh, kw), dilation). Tiny odd sizes for the borders and masks,
 # larger ones for several tiles per dimension and tensor-core sized dots.
@@ -84,9 +88,10 @@ def normalised_error(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def check_case(case, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
-    """Errors of the Triton d2, y and all gradients against the float64 reference."""
+    """Errors of the fused Triton d2, y and all gradients, and of the three-GEMM path with the
+    Triton element-wise kernels (``gemm_*``), against the float64 reference."""
     # Imported here, not at the top: main() may set TRITON_INTERPRET first.
-    from sdnseg.nn import _reference, _triton
+    from sdnseg.nn import _gemm, _reference, _triton
 
     n, ci, co, h, w, kernel_size, dilation = case
     offsets = _reference.offsets(kernel_size, dilation)
@@ -115,6 +120,16 @@ def check_case(case, dtype: torch.dtype, device: torch.device) -> dict[str, floa
     grads = torch.autograd.grad((y, d2), leaves, (grad_y.to(dtype), grad_d2.to(dtype)))
     errors = {"y": normalised_error(y, y64), "d2": normalised_error(d2, d264)}
     for name, got, ref in zip(("grad_u", "grad_s", "grad_w", "grad_v"), grads, refs, strict=True):
+        errors[name] = normalised_error(got, ref)
+
+    leaves = [t.to(dtype).requires_grad_() for t in (u, s, weight, v)]
+    ut, st, wt, vt = leaves
+    y = _gemm.difference_conv(ut, st, wt, offsets, elementwise="triton")
+    d2 = _gemm.neighbour_squared_distance(vt, offsets, elementwise="triton")
+    grads = torch.autograd.grad((y, d2), leaves, (grad_y.to(dtype), grad_d2.to(dtype)))
+    errors |= {"gemm_y": normalised_error(y, y64), "gemm_d2": normalised_error(d2, d264)}
+    names = ("gemm_grad_u", "gemm_grad_s", "gemm_grad_w", "gemm_grad_v")
+    for name, got, ref in zip(names, grads, refs, strict=True):
         errors[name] = normalised_error(got, ref)
     return errors
 
@@ -226,7 +241,57 @@ def compile_only(arch: int, defaults_only: bool) -> bool:
                     usage = " ".join(w for w in out.split() if w.startswith(("REG:", "STACK:")))
                 shared = compiled.metadata.shared
                 print(f"OK   {label}: {usage} shared={shared}", flush=True)
+    ok &= compile_elementwise(arch)
     print("PASS" if ok else "FAIL", flush=True)
+    return ok
+
+
+def compile_elementwise(arch: int) -> bool:
+    """Compile the element-wise kernels of the three-GEMM path (:mod:`sdnseg.nn.
+    _triton_elementwise_kernels`) for sm_<arch>: fp32 and fp64, every constexpr flag, their static
+    tile sizes; int32 sizes and strides, the common specialisation."""
+    import itertools
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sdnseg.nn import _triton_elementwise_kernels as kernels
+
+    ok = True
+    for name, config_name in (
+        ("_tap_stack_kernel", "stack"),
+        ("_grad_s_kernel", "reduce"),
+        ("_grad_u_kernel", "gather"),
+        ("_d2_kernel", "reduce"),
+        ("_d2_backward_kernel", "gather"),
+    ):
+        raw = getattr(kernels, name)
+        config = dict(kernels.CONFIGS[config_name])
+        warps = config.pop("num_warps")
+        flags = [a for a in ("HAS_S", "DIFFERENCE") if a in raw.arg_names]
+        for dtype, values in itertools.product(
+            ("fp32", "fp64"), itertools.product((True, False), repeat=len(flags))
+        ):
+            meta = config | dict(zip(flags, values, strict=True))
+            sig = {
+                a: "constexpr"
+                if a in meta
+                else ("*i32" if a == "off_ptr" else f"*{dtype}" if a.endswith("_ptr") else "i32")
+                for a in raw.arg_names
+            }
+            label = f"{name:20} {dtype} {meta}"
+            try:
+                triton.compile(
+                    ASTSource(raw, sig, constexprs=meta),
+                    target=GPUTarget("cuda", arch, 32),
+                    options={"num_warps": warps},
+                )
+            except Exception as error:  # noqa: BLE001 - report every failing config
+                ok = False
+                print(f"FAIL {label}: {type(error).__name__}: {str(error)[:300]}", flush=True)
+                continue
+            print(f"OK   {label}", flush=True)
     return ok
 
 
@@ -235,7 +300,7 @@ def compile_only(arch: int, defaults_only: bool) -> bool:
 
 
 def sdc_functions() -> dict[str, Callable]:
-    """The timed methods: Triton, the three-GEMM PyTorch path, conv2d."""
+    """The timed methods: fused Triton, three GEMMs with Triton or PyTorch element-wise, conv2d."""
     from sdnseg.nn import _gemm, _triton
     from sdnseg.nn._tap_stacks import kernel_offsets
     from sdnseg.nn.functional import perona_malik
@@ -246,13 +311,25 @@ def sdc_functions() -> dict[str, Callable]:
         s = torch.rsqrt(1.0 + _triton.neighbour_squared_distance(v, offsets))
         return _triton.difference_conv(u, s, weight, offsets)
 
+    def gemm_triton_sdc(u, v, weight):
+        return _gemm.semantic_difference_conv(
+            u, v, weight, None, offsets, perona_malik, 1.0, elementwise="triton"
+        )
+
     def pytorch_sdc(u, v, weight):
-        return _gemm.semantic_difference_conv(u, v, weight, None, offsets, perona_malik, 1.0)
+        return _gemm.semantic_difference_conv(
+            u, v, weight, None, offsets, perona_malik, 1.0, elementwise="torch"
+        )
 
     def conv2d(u, v, weight):
         return F.conv2d(u, weight, padding=1)
 
-    return {"triton": triton_sdc, "pytorch": pytorch_sdc, "conv2d": conv2d}
+    return {
+        "triton": triton_sdc,
+        "gemm_triton": gemm_triton_sdc,
+        "pytorch": pytorch_sdc,
+        "conv2d": conv2d,
+    }
 
 
 def cuda_median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
@@ -382,27 +459,23 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _compile_note(env: dict) -> str:
-    # Results from before the flag was recorded have no key (their PyTorch path compiled: the
-    # library then compiled inputs this large on its own).
-    if env.get("pytorch_path") == "three_gemm":
-        return ", PyTorch path: three GEMMs"
-    if "pytorch_compile" not in env:
-        return ""
-    return f", PyTorch path torch.compile {'on' if env['pytorch_compile'] else 'off'}"
+def _pytorch_path_note(env: dict) -> str:
+    # Results measured before the three-GEMM rewrite have no key: their PyTorch path was the
+    # earlier implementation.
+    return ", PyTorch path: three GEMMs" if env.get("pytorch_path") == "three_gemm" else ""
 
 
 def markdown(rows: list[dict], environments: dict[str, dict], iters: int, note: str = "") -> str:
     """The tables, one per precision, each with the machine and date it was measured on."""
     lines = [
-        "# SDC (Eq. 5) on CUDA: Triton path vs PyTorch fast path vs F.conv2d",
+        "# SDC (Eq. 5) on CUDA: Triton paths vs PyTorch fast path vs F.conv2d",
         "",
     ]
     for precision, env in environments.items():
         lines.append(
             f"- {precision}: {env['gpu']} ({env['sm_count']} SMs), torch {env['torch']}, "
             f"triton {env['triton']}, CUDA {env['cuda']}, "
-            f"autotune {'on' if env['autotune'] else 'off'}{_compile_note(env)}, {env['date']}."
+            f"autotune {'on' if env['autotune'] else 'off'}{_pytorch_path_note(env)}, {env['date']}."
         )
     lines += [
         "",
@@ -410,6 +483,8 @@ def markdown(rows: list[dict], environments: dict[str, dict], iters: int, note: 
         f"3x3, dilation 1, Cf = Ci, Perona-Malik; median of {iters} runs (CUDA events). "
         "fwd: no grad. fwd+bwd: grads into u, v, W. peak: max allocated over a forward with grad, "
         "above the inputs. saved: bytes autograd keeps for backward beyond the inputs. "
+        "Methods: `triton` fused Triton kernels; `gemm_triton` three GEMMs (cuBLAS) + Triton "
+        "element-wise kernels; `pytorch` three GEMMs + PyTorch element-wise ops; `conv2d`. "
         "`x pt`: time relative to the PyTorch fast path; `x conv`: relative to F.conv2d. "
         "err vs pt: max |y - y_pt| / max |y_pt| at that shape and dtype.",
         "",
@@ -475,6 +550,39 @@ def merge_payload(earlier: dict, rows: list[dict], environments: dict[str, dict]
     }
 
 
+def kernel_breakdown(args: argparse.Namespace) -> str:
+    """Per-kernel CUDA time of one forward+backward of each method at the first shape, per
+    precision (``torch.profiler``: cuBLAS/cuDNN GEMMs, Triton kernels, PyTorch element-wise ops),
+    so the next optimisation step can be chosen from numbers. Returns the tables as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    methods = sdc_functions()
+    n, ci, co, h, w = SHAPES[0]
+    sections = []
+    for precision in args.precisions:
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+        u, v = (torch.randn(n, ci, h, w, device="cuda").to(dtype) for _ in range(2))
+        weight = torch.randn(co, ci, 3, 3, device="cuda") / math.sqrt(9 * ci)
+        u, v, weight = (x.to(dtype).requires_grad_() for x in (u, v, weight))
+        grad_y = torch.randn(n, co, h, w, device="cuda").to(dtype)
+        for name in args.methods:
+            fn = methods[name]
+            for _ in range(args.warmup):  # compile, autotune, allocate
+                fn(u, v, weight).backward(grad_y)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fn(u, v, weight).backward(grad_y)
+                torch.cuda.synchronize()
+            table = prof.key_averages().table(sort_by="device_time_total", row_limit=15)
+            sections.append(f"## {precision} {name} {SHAPES[0]}\n\n{table}")
+            u.grad = v.grad = weight.grad = None
+            torch.cuda.empty_cache()
+    return "\n\n".join(sections)
+
+
 def run_benchmark(args: argparse.Namespace) -> None:
     methods = sdc_functions()
     methods = {k: methods[k] for k in args.methods}
@@ -528,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N shapes")
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="per-kernel CUDA times (torch.profiler) of each method at the first shape -> "
+        "results/sdc_speed_cuda_breakdown.txt, instead of the timings",
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="replace only the --precisions measured now in the results, keep the others",
@@ -556,6 +670,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return 0 if run_check(torch.device("cuda")) else 1
+    if args.breakdown:
+        text = kernel_breakdown(args)
+        write_atomic(RESULTS / f"{NAME}_breakdown.txt", text + "\n")
+        print(text)
+        return 0
     run_benchmark(args)
     return 0
 

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {}
     for name in names:
         steps[name] = training_step(study, name, num_classes, fit)
-        for _ in range(args.warmup):  # the SDC may torch.compile its kernels here
+        for _ in range(args.warmup):  # allocator, caches; on CUDA Triton compiles and autotunes
             steps[name]()
         print(f"[train_speed] {name}: warmed up", flush=True)
     times: dict[str, list[float]] = {name: [] for name in names}

@@ -37,7 +37,7 @@ def _spy(monkeypatch, module, name):
     return calls
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference", "torch", None])
+@pytest.mark.parametrize("backend", ["auto", "reference", "torch", "torch-only", None])
 def test_every_cpu_backend_equals_the_reference(backend):
     u, v, weight, bias = _inputs()
     expected = sdc_reference(u, v, weight, bias, 2, "exp", lam=0.8)
@@ -176,6 +176,25 @@ def test_what_the_kernels_do_not_take_goes_to_the_fast_path(monkeypatch):
     monkeypatch.setattr(_triton, "is_available", lambda: True)
     assert _dispatch.choose_route("triton", torch.zeros(1, 2, 3, 3, dtype=F64)).path == "torch"
     assert _dispatch.choose_route("triton", torch.zeros(1, 2, 3, 3)).path == "triton"
+
+
+def test_torch_backends_choose_the_elementwise_ops_by_device(monkeypatch):
+    """``"torch"``: Triton element-wise kernels for CUDA tensors only; ``"torch-only"``: never."""
+    u = torch.zeros(1, 2, 3, 3)
+    for backend in ("torch", "torch-only", "auto"):
+        assert _dispatch.choose_route(backend, u) == _dispatch.Route("torch", "torch")
+    monkeypatch.setenv("SDNSEG_SDC_BACKEND", "torch-only")
+    assert _dispatch.choose_route(None, u) == _dispatch.Route("torch", "torch")
+    if not torch.cuda.is_available():
+        return
+    monkeypatch.setattr(_triton, "is_available", lambda: True)
+    for dtype in (torch.float32, F64):  # the element-wise kernels take float64 too
+        cu = u.to("cuda", dtype)
+        assert _dispatch.choose_route("torch", cu) == _dispatch.Route("torch", "triton")
+        assert _dispatch.choose_route("torch-only", cu) == _dispatch.Route("torch", "torch")
+    assert _dispatch.choose_route("auto", u.cuda()) == _dispatch.Route("triton")
+    monkeypatch.setattr(_triton, "is_available", lambda: False)
+    assert _dispatch.choose_route("torch", u.cuda()) == _dispatch.Route("torch", "torch")
 
 
 def test_export_path_whatever_the_backend(monkeypatch):

@@ -7,7 +7,12 @@ convolution ``sum_k W_k · S_k ⊙ (U_{m+k} - U_m)``, ask :func:`choose_route` w
   autograd functions and Triton kernels do not export), whatever backend was asked for;
 * ``"reference"``: the float64-exact loop of :mod:`sdnseg.nn._reference` (slow; plain autograd);
 * ``"torch"``: convolution's three GEMMs plus element-wise work, :mod:`sdnseg.nn._gemm`, on any
-  device;
+  device. The GEMMs are ``torch.mm``/``addmm`` (cuBLAS on a GPU); the element-wise work (building
+  the tap stacks D = S ⊙ ΔU, the dU/dS gathers, d2 and its gradient) is done by the Triton kernels
+  of :mod:`sdnseg.nn._triton_elementwise` for CUDA tensors where Triton runs, by PyTorch ops
+  elsewhere (``Route.elementwise``);
+* ``"torch-only"``: the same three-GEMM path with the element-wise work in PyTorch ops on every
+  device (no Triton at all; on the CPU the same as ``"torch"``);
 * ``"triton"``: the fused kernels of :mod:`sdnseg.nn._triton`.
 
 The backend asked for is, first found: the call's ``backend=`` argument; the one set by
@@ -15,8 +20,10 @@ The backend asked for is, first found: the call's ``backend=`` argument; the one
 ``SDNSEG_SDC_BACKEND``; ``"auto"``. ``"auto"`` takes Triton for CUDA tensors when it can run and
 takes them (float16/32, bfloat16, under 2^31 elements per image), else the PyTorch path. Forcing
 ``"triton"`` where Triton cannot run is an error; inputs its kernels do not take (float64) still
-go to the PyTorch path. On CUDA the three-GEMM path (cuBLAS GEMMs, element-wise work in PyTorch
-ops) sits behind ``backend="torch"`` until a GPU measurement shows it faster than Triton.
+go to the PyTorch path (there with the element-wise work in PyTorch ops, as before). On CUDA the
+three-GEMM path with Triton element-wise kernels sits behind ``backend="torch"`` (and the one with
+PyTorch element-wise ops behind ``"torch-only"``) until a GPU measurement shows it faster than
+the fused Triton kernels; then it becomes ``"auto"``'s CUDA path and those kernels go.
 
 Environment variables are read at each call (not at import), so setting one at run time works.
 The state set here is process-wide (one model-wide switch, also seen by ``nn.DataParallel``'s
@@ -45,7 +52,7 @@ __all__ = [
     "set_sdc_backend",
 ]
 
-BACKENDS = ("auto", "reference", "torch", "triton")
+BACKENDS = ("auto", "reference", "torch", "torch-only", "triton")
 BACKEND_ENV = "SDNSEG_SDC_BACKEND"
 
 # None: not set in this process, the environment (then the default) decides.
@@ -56,9 +63,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Route:
-    """The path one SDC call takes: ``"export"``, ``"reference"``, ``"torch"`` or ``"triton"``."""
+    """The path one SDC call takes: ``"export"``, ``"reference"``, ``"torch"`` or ``"triton"``;
+    on the ``"torch"`` path, ``elementwise`` names the ops of :func:`sdnseg.nn._gemm.elementwise_ops`
+    (``"torch"`` or ``"triton"``) that do its element-wise work."""
 
     path: str
+    elementwise: str = "torch"
 
 
 def check_backend(backend: str, source: str = "backend") -> str:
@@ -78,8 +88,10 @@ def set_sdc_backend(backend: str) -> None:
     """Set the process-wide SDC backend (one of :data:`BACKENDS`).
 
     ``"auto"``: Triton for CUDA tensors when available, else the three-GEMM PyTorch path;
-    ``"reference"``: the plain float64-exact loop (slow); ``"torch"``: always the three-GEMM path;
-    ``"triton"``: always Triton (an error where it cannot run). Overrides ``SDNSEG_SDC_BACKEND``.
+    ``"reference"``: the plain float64-exact loop (slow); ``"torch"``: always the three-GEMM path
+    (element-wise Triton kernels on CUDA); ``"torch-only"``: the three-GEMM path in PyTorch ops
+    only; ``"triton"``: always Triton (an error where it cannot run). Overrides
+    ``SDNSEG_SDC_BACKEND``.
     """
     global _backend
     _backend = check_backend(backend)
@@ -122,6 +134,8 @@ def choose_route(backend: str | None, *tensors: torch.Tensor) -> Route:
         route = Route("reference")
     elif asked == "triton" or (asked == "auto" and tensors[0].is_cuda):
         route = _triton_route(asked == "triton", tensors)
+    elif asked == "torch" and tensors[0].is_cuda and _triton.is_available():
+        route = Route("torch", elementwise="triton")
     else:
         route = Route("torch")
     # Logging and the set of logged keys are side effects a compiler trace must not record.
@@ -130,9 +144,10 @@ def choose_route(backend: str | None, *tensors: torch.Tensor) -> Route:
         if key not in _logged:
             _logged.add(key)
             log.debug(
-                "SDC backend %r: %s path for %s %s",
+                "SDC backend %r: %s path%s for %s %s",
                 asked,
                 route.path,
+                "" if route.elementwise == "torch" else f" ({route.elementwise} element-wise ops)",
                 tensors[0].device.type,
                 tensors[0].dtype,
             )

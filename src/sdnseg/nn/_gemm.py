@@ -30,6 +30,14 @@ work through strided views. Borders: ``ΔU_k`` and ``ΔV_k`` are written only wh
 inside; elsewhere the chunk buffers hold zeros, so D, d2 and dS vanish there without a mask and no
 padded copy of U or V is made. Precision: float64 stays float64; float32, bfloat16 and float16 are
 computed in float32 and rounded to the input dtype once, at the end.
+
+Element-wise ops. The GEMMs are always ``torch.mm``/``addmm``; the element-wise work (building a
+chunk of D, the ``dS`` reduction, the ``dU`` adjoint, ``d2`` and its gradient) is done by an ops
+object chosen per call with ``elementwise=``: ``"torch"``, PyTorch ops
+(:class:`sdnseg.nn._tap_stacks.TorchElementwise`), or ``"triton"``, Triton kernels without
+``tl.dot`` (:class:`sdnseg.nn._triton_elementwise.TritonElementwise`: one pass per chunk for D,
+``dU`` as a gather without atomics). :mod:`sdnseg.nn._dispatch` picks ``"triton"`` for CUDA
+tensors on ``backend="torch"``; the tests run it under the Triton interpreter on CPU tensors.
 """
 
 from __future__ import annotations
@@ -40,9 +48,19 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from sdnseg.nn import _tap_stacks as ts
-from sdnseg.nn._tap_stacks import Offset
+from sdnseg.nn._tap_stacks import Offset, TorchElementwise
+from sdnseg.nn._triton_elementwise import TritonElementwise
 
 SimilarityFn = Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]
+ElementwiseOps = TorchElementwise | TritonElementwise
+ELEMENTWISE = {"torch": TorchElementwise(), "triton": TritonElementwise()}
+
+
+def elementwise_ops(name: str) -> ElementwiseOps:
+    """The element-wise ops ``"torch"`` or ``"triton"`` (see the module doc)."""
+    if name not in ELEMENTWISE:
+        raise ValueError(f"elementwise must be one of {tuple(ELEMENTWISE)}, got {name!r}")
+    return ELEMENTWISE[name]
 
 
 def semantic_difference_conv(
@@ -53,12 +71,16 @@ def semantic_difference_conv(
     offsets: Sequence[Offset],
     similarity: SimilarityFn | None,
     lam: torch.Tensor | float,
+    elementwise: str = "torch",
 ) -> torch.Tensor:
     """Eq. 5 with ``S = similarity(d2(V), lam)``, or ``S ≡ 1`` for ``similarity=None`` (V unused).
 
     ``offsets`` are :func:`kernel_offsets` of ``weight``'s kernel; bias is added in the GEMM.
+    ``elementwise``: ``"torch"`` or ``"triton"`` ops for the element-wise work (module doc).
     """
-    return _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference=True)
+    return _apply_similarity(
+        u, v, weight, bias, offsets, similarity, lam, True, elementwise_ops(elementwise)
+    )
 
 
 def semantic_conv(
@@ -69,34 +91,45 @@ def semantic_conv(
     offsets: Sequence[Offset],
     similarity: SimilarityFn | None,
     lam: torch.Tensor | float,
+    elementwise: str = "torch",
 ) -> torch.Tensor:
     """``Y_m = sum_k W_k · S_k(m) · U(m+o_k) (+ bias)``, ``S = similarity(d2(V), lam)`` or ``S ≡ 1``
     (then a zero-padded ``conv2d``).
 
     ``offsets`` are ``kernel_offsets(..., centre=True)`` of ``weight``'s kernel: every tap.
     """
-    return _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference=False)
+    return _apply_similarity(
+        u, v, weight, bias, offsets, similarity, lam, False, elementwise_ops(elementwise)
+    )
 
 
-def _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference: bool):
+def _apply_similarity(u, v, weight, bias, offsets, similarity, lam, difference: bool, ops):
+    offsets = list(offsets)
     if similarity is None:
-        return _SDC.apply(u, None, weight, bias, None, "ones", None, list(offsets), difference)
-    return _SDC.apply(u, v, weight, bias, lam, "similarity", similarity, list(offsets), difference)
+        return _SDC.apply(u, None, weight, bias, None, "ones", None, offsets, difference, ops)
+    return _SDC.apply(u, v, weight, bias, lam, "similarity", similarity, offsets, difference, ops)
 
 
 def difference_conv(
-    u: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, offsets: Sequence[Offset]
+    u: torch.Tensor,
+    s: torch.Tensor,
+    weight: torch.Tensor,
+    offsets: Sequence[Offset],
+    elementwise: str = "torch",
 ) -> torch.Tensor:
     """Eq. 5 given S (N, K, H, W): ``sum_k W_k · S_k ⊙ (U(m+o_k) - U(m))``, no bias.
 
     S where the neighbour is outside never enters Y (if finite) and gets a zero gradient.
     """
-    return _SDC.apply(u, s, weight, None, None, "given", None, list(offsets), True)
+    ops = elementwise_ops(elementwise)
+    return _SDC.apply(u, s, weight, None, None, "given", None, list(offsets), True, ops)
 
 
-def neighbour_squared_distance(v: torch.Tensor, offsets: Sequence[Offset]) -> torch.Tensor:
+def neighbour_squared_distance(
+    v: torch.Tensor, offsets: Sequence[Offset], elementwise: str = "torch"
+) -> torch.Tensor:
     """``d2[:, k, m] = |V(m+o_k) - V(m)|^2 / Cf`` (N, K, H, W), zero where the neighbour is outside."""
-    return _SquaredDistance.apply(v, list(offsets))
+    return _SquaredDistance.apply(v, list(offsets), elementwise_ops(elementwise))
 
 
 # --- the three GEMMs and the element-wise work, chunk by chunk --------------------------------
@@ -110,18 +143,16 @@ def _forward(
     offsets: list[Offset],
     y: torch.Tensor,
     difference: bool,
+    ops: ElementwiseOps,
 ) -> None:
     """``y = W_cat · (S ⊙ ΔU) (+ bias)`` into ``y`` (N, Co, H, W); ``s`` None: S ≡ 1;
     ``difference=False``: ``U(m+o_k)`` for ``ΔU``."""
     n, ci, h, w = u.shape
     k, co = len(offsets), w_cat.shape[0]
     chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, ci, u))
-    stacks = ts.TapStacks(k, ci, u, chunks, scratch=False)
+    stacks = ts.TapStacks(k, ci, u, chunks, scratch=False, zero=ops.zeroed_stacks)
     for c in chunks:
-        d = stacks(c)
-        ts.differences(u, c, offsets, d, difference)
-        if s is not None:
-            d.mul_(ts.part(s, c).unsqueeze(1))
+        d = ops.tap_stack(u, s, c, offsets, stacks(c), difference)
         out = ts.as_matrix(ts.part(y, c))
         target = out if out is not None else y.new_empty(co, d[0, 0].numel())
         if bias is None:
@@ -135,17 +166,17 @@ def _forward(
 def _backward(
     u: torch.Tensor,
     s: torch.Tensor | None,
-    s_inside: torch.Tensor,
+    s_adjoint: torch.Tensor | None,
     w_cat: torch.Tensor,
     grad_y: torch.Tensor,
     offsets: list[Offset],
     needs: tuple[bool, bool, bool, bool],
     difference: bool,
+    ops: ElementwiseOps,
 ) -> tuple[torch.Tensor | None, ...]:
     """Gradients of :func:`_forward` into (U, S, W_cat, bias), those that ``needs`` asks for.
 
-    ``s_inside`` is S (or ones) times the inside mask: ``dU`` scatters ``S ⊙ G`` only from taps
-    whose neighbour is inside.
+    ``s_adjoint`` is ``ops.adjoint_similarity`` of S: what ``dU``'s gather of ``S ⊙ G`` takes.
     """
     need_u, need_s, need_w, need_b = needs
     n, ci, h, w = u.shape
@@ -155,59 +186,28 @@ def _backward(
     grad_w = w_cat.new_zeros(co, k * ci) if need_w else None
     grad_b = w_cat.new_zeros(co) if need_b else None
     chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, ci, u))
-    stacks = ts.TapStacks(k, ci, u, chunks, scratch=True)
+    stacks = ts.TapStacks(k, ci, u, chunks, scratch=True, zero=ops.zeroed_stacks)
     for c in chunks:
         g = ts.part(grad_y, c).reshape(co, -1)
         if need_b:
             grad_b += g.sum(1)
         if not (need_u or need_s or need_w):
             continue
-        diff = stacks(c)
-        shape = diff.shape
-        if need_s or need_w:
-            ts.differences(u, c, offsets, diff, difference)
-        scratch = stacks.scratch_like(diff)
-        if need_w:
-            d = diff if s is None else torch.mul(diff, ts.part(s, c).unsqueeze(1), out=scratch)
-            grad_w.addmm_(g, d.view(k * ci, -1).t())
+        stack = stacks(c)
+        scratch = stacks.scratch_like(stack)
+        if need_w or (need_s and ops.grad_s_reads_stack):
+            # D for dW; with need_s the torch ops keep ΔU in the stack for dS.
+            s_w, keep = (s, scratch if need_s else None) if need_w else (None, None)
+            d = ops.tap_stack(u, s_w, c, offsets, stack, difference, keep)
+            if need_w:
+                grad_w.addmm_(g, d.view(k * ci, -1).t())
         if need_u or need_s:
-            gk = torch.mm(w_cat.t(), g, out=scratch.view(k * ci, -1)).view(shape)
+            gk = torch.mm(w_cat.t(), g, out=scratch.view(k * ci, -1)).view(stack.shape)
             if need_s:
-                torch.sum(diff.mul_(gk), 1, out=ts.part(grad_s, c))
+                ops.grad_similarity(u, gk, c, offsets, stack, ts.part(grad_s, c), difference)
             if need_u:
-                ts.scatter_differences(
-                    grad_u, c, offsets, gk.mul_(ts.part(s_inside, c).unsqueeze(1)), difference
-                )
+                ops.grad_input(grad_u, gk, s_adjoint, c, offsets, difference)
     return grad_u, grad_s, grad_w, grad_b
-
-
-def _squared_distances(v: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
-    n, cf, h, w = v.shape
-    k = len(offsets)
-    d2 = v.new_empty(n, k, h, w)
-    chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, cf, v))
-    stacks = ts.TapStacks(k, cf, v, chunks, scratch=False)
-    for c in chunks:
-        diff = stacks(c)
-        ts.differences(v, c, offsets, diff)
-        torch.sum(diff.square_(), 1, out=ts.part(d2, c))
-    return d2.div_(cf)
-
-
-def _squared_distances_backward(
-    v: torch.Tensor, grad_d2: torch.Tensor, offsets: list[Offset]
-) -> torch.Tensor:
-    n, cf, h, w = v.shape
-    k = len(offsets)
-    grad_v = torch.zeros_like(v)
-    coef = grad_d2 * (2.0 / cf)
-    chunks = ts.chunks(n, h, w, ts.chunk_pixels(k, cf, v))
-    stacks = ts.TapStacks(k, cf, v, chunks, scratch=False)
-    for c in chunks:
-        diff = stacks(c)
-        ts.differences(v, c, offsets, diff)
-        ts.scatter_differences(grad_v, c, offsets, diff.mul_(ts.part(coef, c).unsqueeze(1)))
-    return grad_v
 
 
 # --- autograd functions ------------------------------------------------------------------------
@@ -267,13 +267,13 @@ class _SDC(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, guide, weight, bias, lam, mode, similarity, offsets, difference):
+    def forward(ctx, u, guide, weight, bias, lam, mode, similarity, offsets, difference, ops):
         dtype = _compute_dtype(u.dtype)
         n, _, h, w = u.shape
         u_c = u.to(dtype)
         d2 = s = None
         if mode == "similarity":
-            d2 = _squared_distances(guide.to(dtype), offsets)
+            d2 = ops.squared_distances(guide.to(dtype), offsets)
             s = _similarity(similarity, d2, lam.to(dtype) if torch.is_tensor(lam) else lam)
         elif mode == "given":
             s = guide.to(dtype)
@@ -282,11 +282,11 @@ class _SDC(torch.autograd.Function):
         )
         bias_c = None if bias is None else bias.to(dtype)
         w_cat = _stack_weight(weight.to(dtype), centre=not difference)
-        _forward(u_c, s, w_cat, bias_c, offsets, y, difference)
+        _forward(u_c, s, w_cat, bias_c, offsets, y, difference, ops)
         lam_tensor = lam if torch.is_tensor(lam) else None
         ctx.save_for_backward(u, guide, weight, bias, lam_tensor, d2)
         ctx.mode, ctx.similarity, ctx.offsets, ctx.lam = mode, similarity, offsets, lam
-        ctx.difference = difference
+        ctx.difference, ctx.ops = difference, ops
         return y.to(u.dtype)
 
     @staticmethod
@@ -294,7 +294,7 @@ class _SDC(torch.autograd.Function):
     def backward(ctx, grad_y):
         u, guide, weight, bias, lam, d2 = ctx.saved_tensors
         need_u, need_guide, need_w, need_b, need_lam = ctx.needs_input_grad[:5]
-        offsets, mode, difference = ctx.offsets, ctx.mode, ctx.difference
+        offsets, mode, difference, ops = ctx.offsets, ctx.mode, ctx.difference, ctx.ops
         dtype = _compute_dtype(u.dtype)
         n, _, h, w = u.shape
         u_c = u.to(dtype)
@@ -310,20 +310,20 @@ class _SDC(torch.autograd.Function):
                 s = s_graph.detach()
             elif mode == "given":
                 s = guide.detach().to(dtype)
-            inside = ts.inside_mask(offsets, h, w, u_c)
-            s_inside = inside.expand(n, -1, h, w) if s is None else s * inside
+            s_adjoint = ops.adjoint_similarity(s, offsets, n, h, w, u_c) if need_u else None
             need_s = (mode == "given" and need_guide) or (
                 mode == "similarity" and (need_guide or need_lam) and s_graph.requires_grad
             )
             grad_u, grad_s, grad_w, grad_b = _backward(
                 u_c,
                 s,
-                s_inside,
+                s_adjoint,
                 _stack_weight(weight.to(dtype), centre=not difference),
                 grad_y.to(dtype),
                 offsets,
                 (need_u, need_s, need_w, need_b),
                 difference,
+                ops,
             )
             grad_guide = grad_lam = None
             if mode == "given":
@@ -334,7 +334,7 @@ class _SDC(torch.autograd.Function):
                 grad_d2 = grads.pop(0) if need_guide else None
                 grad_lam = grads.pop(0) if need_lam else None
                 if grad_d2 is not None:
-                    grad_guide = _squared_distances_backward(guide.to(dtype), grad_d2, offsets)
+                    grad_guide = ops.squared_distances_backward(guide.to(dtype), grad_d2, offsets)
         if grad_w is not None:
             grad_w = _unstack_weight_grad(grad_w, weight, centre=not difference)
         return (
@@ -347,6 +347,7 @@ class _SDC(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -354,15 +355,15 @@ class _SquaredDistance(torch.autograd.Function):
     """``d2`` of :func:`neighbour_squared_distance`; saves only V."""
 
     @staticmethod
-    def forward(ctx, v, offsets):
+    def forward(ctx, v, offsets, ops):
         ctx.save_for_backward(v)
-        ctx.offsets = offsets
-        return _squared_distances(v.to(_compute_dtype(v.dtype)), offsets).to(v.dtype)
+        ctx.offsets, ctx.ops = offsets, ops
+        return ops.squared_distances(v.to(_compute_dtype(v.dtype)), offsets).to(v.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_d2):
         (v,) = ctx.saved_tensors
         dtype = _compute_dtype(v.dtype)
-        grad_v = _squared_distances_backward(v.to(dtype), grad_d2.to(dtype), ctx.offsets)
-        return grad_v.to(v.dtype), None
+        grad_v = ctx.ops.squared_distances_backward(v.to(dtype), grad_d2.to(dtype), ctx.offsets)
+        return grad_v.to(v.dtype), None, None

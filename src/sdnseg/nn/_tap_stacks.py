@@ -96,13 +96,20 @@ class TapStacks:
     scratch stack of the largest shape.
 
     A stack's entries whose neighbour is outside are never written by :func:`differences`, only
-    scaled in place, so they stay zero from one chunk to the next: each stack is zeroed once, here.
+    scaled in place, so they stay zero from one chunk to the next: each stack is zeroed once, here
+    (unless ``zero`` is off: the Triton stack kernel writes every entry).
     On the CPU the memory is a per-thread workspace kept between calls: fresh pages of a new
     allocation cost as much as several passes over them.
     """
 
     def __init__(
-        self, taps: int, channels: int, like: torch.Tensor, chunks: list[Chunk], scratch: bool
+        self,
+        taps: int,
+        channels: int,
+        like: torch.Tensor,
+        chunks: list[Chunk],
+        scratch: bool,
+        zero: bool = True,
     ) -> None:
         width = like.shape[-1]
         shapes = dict.fromkeys((taps, channels, c.n1 - c.n0, c.y1 - c.y0, width) for c in chunks)
@@ -113,7 +120,8 @@ class TapStacks:
         for shape, size in zip(shapes, sizes, strict=True):
             self.stacks[shape[2:4]] = flat[offset : offset + size].view(shape)
             offset += size
-        flat[:offset].zero_()
+        if zero:
+            flat[:offset].zero_()
         self.scratch = flat[offset:]
 
     def __call__(self, c: Chunk) -> torch.Tensor:
@@ -189,3 +197,97 @@ def inside_mask(offsets: list[Offset], h: int, w: int, like: torch.Tensor) -> to
     xs = torch.arange(w, device=like.device) + shifts[:, 1:]
     rows, cols = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
     return (rows[:, :, None] & cols[:, None, :]).to(like.dtype)[None]
+
+
+class TorchElementwise:
+    """The element-wise work of :mod:`sdnseg.nn._gemm` in PyTorch ops, on any device.
+
+    :class:`sdnseg.nn._triton_elementwise.TritonElementwise` has the same methods (its doc lists
+    them); :mod:`sdnseg.nn._gemm` calls one or the other and keeps the GEMMs and chunks itself.
+    Here :meth:`tap_stack` with a ``scratch`` keeps the plain differences in ``stack``, which
+    :meth:`grad_similarity` then reads (and overwrites), and the stacks rely on being zeroed once.
+    """
+
+    name = "torch"
+    zeroed_stacks = True
+    grad_s_reads_stack = True
+
+    def adjoint_similarity(
+        self, s: torch.Tensor | None, offsets: list[Offset], n: int, h: int, w: int, like
+    ) -> torch.Tensor:
+        """S (or ones) times the inside mask: :meth:`grad_input` scatters ``S ⊙ G`` only from
+        taps whose neighbour is inside."""
+        inside = inside_mask(offsets, h, w, like)
+        return inside.expand(n, -1, h, w) if s is None else s * inside
+
+    def tap_stack(
+        self,
+        x: torch.Tensor,
+        s: torch.Tensor | None,
+        c: Chunk,
+        offsets: list[Offset],
+        stack: torch.Tensor,
+        difference: bool,
+        scratch: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """D = ``S ⊙ differences`` of the chunk (S ≡ 1 for ``s`` None): in ``stack``, or, given
+        ``scratch``, in ``scratch`` with the differences kept in ``stack``."""
+        differences(x, c, offsets, stack, difference)
+        if s is None:
+            return stack
+        s_c = part(s, c).unsqueeze(1)
+        return stack.mul_(s_c) if scratch is None else torch.mul(stack, s_c, out=scratch)
+
+    def grad_similarity(
+        self,
+        u: torch.Tensor,
+        gk: torch.Tensor,
+        c: Chunk,
+        offsets: list[Offset],
+        stack: torch.Tensor,
+        out: torch.Tensor,
+        difference: bool,
+    ) -> None:
+        """``out[k] = sum_c gk[k] ⊙ ΔU_k`` from the differences :meth:`tap_stack` left in ``stack``."""
+        torch.sum(stack.mul_(gk), 1, out=out)
+
+    def grad_input(
+        self,
+        grad: torch.Tensor,
+        gk: torch.Tensor,
+        s: torch.Tensor,
+        c: Chunk,
+        offsets: list[Offset],
+        difference: bool,
+    ) -> None:
+        """``grad += adjoint of differences`` applied to ``gk ⊙ s`` (``gk`` is overwritten);
+        ``s`` is :meth:`adjoint_similarity`'s."""
+        scatter_differences(grad, c, offsets, gk.mul_(part(s, c).unsqueeze(1)), difference)
+
+    def squared_distances(self, v: torch.Tensor, offsets: list[Offset]) -> torch.Tensor:
+        """``d2[:, k, m] = |v(m+o_k) - v(m)|^2 / Cf`` (N, K, H, W), chunk by chunk."""
+        n, cf, h, w = v.shape
+        k = len(offsets)
+        d2 = v.new_empty(n, k, h, w)
+        pieces = chunks(n, h, w, chunk_pixels(k, cf, v))
+        stacks = TapStacks(k, cf, v, pieces, scratch=False)
+        for c in pieces:
+            diff = stacks(c)
+            differences(v, c, offsets, diff)
+            torch.sum(diff.square_(), 1, out=part(d2, c))
+        return d2.div_(cf)
+
+    def squared_distances_backward(
+        self, v: torch.Tensor, grad_d2: torch.Tensor, offsets: list[Offset]
+    ) -> torch.Tensor:
+        n, cf, h, w = v.shape
+        k = len(offsets)
+        grad_v = torch.zeros_like(v)
+        coef = grad_d2 * (2.0 / cf)
+        pieces = chunks(n, h, w, chunk_pixels(k, cf, v))
+        stacks = TapStacks(k, cf, v, pieces, scratch=False)
+        for c in pieces:
+            diff = stacks(c)
+            differences(v, c, offsets, diff)
+            scatter_differences(grad_v, c, offsets, diff.mul_(part(coef, c).unsqueeze(1)))
+        return grad_v

@@ -20,7 +20,8 @@ GEMM of a convolution, and backward is a convolution's other two GEMMs plus elem
 
 Backends. Every operator takes ``backend=``: ``"auto"`` (Triton for CUDA tensors where it runs,
 else the three-GEMM path), ``"reference"`` (the float64-exact loop of :mod:`sdnseg.nn._reference`),
-``"torch"`` (the three-GEMM path on any device) or ``"triton"``; None is the current default, set
+``"torch"`` (the three-GEMM path on any device, its element-wise work in Triton kernels on CUDA),
+``"torch-only"`` (the same in PyTorch ops only) or ``"triton"``; None is the current default, set
 for a whole model by ``with sdc_backend(...)``, :func:`set_sdc_backend` or ``SDNSEG_SDC_BACKEND``.
 One function, :func:`sdnseg.nn._dispatch.choose_route`, makes the choice, logged at DEBUG.
 """
@@ -148,7 +149,7 @@ def neighbour_similarity(
     elif route.path == "triton":
         d2 = _triton.neighbour_squared_distance(v, offsets)
     else:
-        d2 = _gemm.neighbour_squared_distance(v, offsets)
+        d2 = _gemm.neighbour_squared_distance(v, offsets, route.elementwise)
     s = fn(d2, lam)
     if s.shape != d2.shape:
         raise ValueError(
@@ -184,8 +185,8 @@ def semantic_difference_conv2d(
             or a callable ``f(d2, lam)`` returning a tensor of d2's shape; ``d2`` is the mean over
             the Cf guidance channels of ``(V_n - V_m)^2``.
         lam: positive float or scalar tensor (gradients flow into a tensor).
-        backend: ``"auto"``, ``"reference"``, ``"torch"``, ``"triton"``, or None for the current
-            default (see the module docstring).
+        backend: ``"auto"``, ``"reference"``, ``"torch"``, ``"torch-only"``, ``"triton"``, or
+            None for the current default (see the module docstring).
 
     Returns:
         (N, Co, H, W).
@@ -198,11 +199,13 @@ def semantic_difference_conv2d(
             )
     _check_guided_args(u, v, weight, bias, dilation, lam)
     kernel_size = (weight.shape[2], weight.shape[3])
-    if choose_route(backend, u, v).path == "torch":
+    route = choose_route(backend, u, v)
+    if route.path == "torch":
         # One autograd function for the whole of Eq. 5: it keeps d2 for backward, not S as well.
         offsets = kernel_offsets(kernel_size, dilation)
+        fn = resolve_similarity(similarity)
         return _gemm.semantic_difference_conv(
-            u, v, weight, bias, offsets, resolve_similarity(similarity), lam
+            u, v, weight, bias, offsets, fn, lam, route.elementwise
         )
     s = neighbour_similarity(v, kernel_size, dilation, similarity, lam, backend)
     return _difference_conv(u, s, weight, bias, dilation, backend)
@@ -251,7 +254,8 @@ def semantic_conv2d(
 
     Args and backends as :func:`semantic_difference_conv2d`, except that the centre tap of
     ``weight`` counts. ``"triton"`` (and ``"auto"`` on CUDA) runs the three-GEMM PyTorch path:
-    the Triton kernels compute differences only.
+    the fused Triton kernels compute differences only. ``"torch"`` on CUDA runs it with the
+    Triton element-wise kernels, which take both forms.
 
     Returns:
         (N, Co, H, W).
@@ -268,7 +272,7 @@ def semantic_conv2d(
         return _reference.sc_reference(u, v, weight, bias, dilation, similarity, lam)
     if route.path == "export":
         return _semantic_conv_export(u, v, weight, bias, offsets, fn, lam)
-    return _gemm.semantic_conv(u, v, weight, bias, offsets, fn, lam)
+    return _gemm.semantic_conv(u, v, weight, bias, offsets, fn, lam, route.elementwise)
 
 
 def _semantic_conv_export(
@@ -329,7 +333,7 @@ def _difference_conv(
     elif route.path == "triton":
         y = _triton.difference_conv(u, s, weight, offsets)
     else:
-        y = _gemm.difference_conv(u, s, weight, offsets)
+        y = _gemm.difference_conv(u, s, weight, offsets, route.elementwise)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y

@@ -55,8 +55,8 @@ class SemanticDifferenceConv2d(nn.Module):
         lam: initial edge threshold λ of the similarity.
         learn_lam: learn λ, kept positive as ``softplus`` of an unconstrained parameter.
         bias: add a learnable bias.
-        backend: ``"auto"``, ``"reference"``, ``"torch"`` or ``"triton"`` for this module, or None
-            for the default at call time (see :mod:`sdnseg.nn.functional`).
+        backend: ``"auto"``, ``"reference"``, ``"torch"``, ``"torch-only"`` or ``"triton"`` for
+            this module, or None for the default at call time (see :mod:`sdnseg.nn.functional`).
 
     Shape:
         u (N, Ci, H, W), v (N, Cf, H', W') -> (N, Co, H, W).
