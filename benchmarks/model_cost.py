@@ -1,8 +1,9 @@
 """Cost of every named model pair, baseline vs +SDN: parameters, FLOPs, CPU latency, peak memory.
 
 Pairs: FCN-R50-D8, Semantic FPN-R50, Segmenter-ViT-B/16, OCRNet-HRNetV2-W48, MaskFormer-R101 and
--Swin-B (paper scale) and their CPU-scale R18 / ViT-T/16 / HRNetV2-W18-Small twins, OCRNet and
-MaskFormer on EfficientNet-Lite2 (MaskFormer on Lite0 too), 19 classes, batch 1, inputs 512×512
+-Swin-B (paper scale) and their CPU-scale R18 / ViT-T/16 / HRNetV2-W18-Small twins, FCN-D8,
+Semantic FPN, OCRNet and MaskFormer on EfficientNet-Lite2 (all but OCRNet on Lite0 too; the
+weights are not loaded: cost does not depend on them), 19 classes, batch 1, inputs 512×512
 and 360×480. FCN-R50-D8 and Semantic FPN-R50 also get the paper's
 full-width SDN (``sdc_channels=None``: the SDC as wide as the stage; ``guidance_channels`` = the
 last stage's width, the Φ the paper implies) beside our narrow default; OCRNet-HR48's +SDN is
@@ -67,6 +68,10 @@ PAIRS = (
     ("Segmenter-ViT-T/16", "segmenter_vitt16", False),
     ("OCRNet-HR48", "ocrnet_hr48", False),
     ("OCRNet-HR18s", "ocrnet_hr18s", False),
+    ("FCN-EffLite2-D8", "fcn_efflite2d8", False),
+    ("SemFPN-EffLite2", "semfpn_efflite2", False),
+    ("FCN-EffLite0-D8", "fcn_efflite0d8", False),
+    ("SemFPN-EffLite0", "semfpn_efflite0", False),
     ("OCRNet-EffLite2", "ocrnet_efflite2", False),
     ("MaskFormer-R101", "maskformer_r101", False),
     ("MaskFormer-Swin-B", "maskformer_swin_b", False),

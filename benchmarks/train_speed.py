@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, write_atomic  # noqa: E402
 from sdnseg.engine.module import SegmentationModule  # noqa: E402
 from sdnseg.models import create_model  # noqa: E402
-from sdnseg.models.losses import segmentation_loss  # noqa: E402
-from sdnseg.studies.spec import Study, study_shape  # noqa: E402
+from sdnseg.models.losses import MaskFormerLoss, segmentation_loss  # noqa: E402
+from sdnseg.studies.spec import RunSpec, Study, study_shape  # noqa: E402
 
 
 def training_step(study: Study, name: str, num_classes: int, fit: dict):
@@ -72,15 +72,26 @@ def training_step(study: Study, name: str, num_classes: int, fit: dict):
     images = torch.randn(data["batch_size"], 3, h, w)
     masks = torch.randint(0, num_classes, (data["batch_size"], h, w))
 
+    # A MaskFormer trains with its set loss (Hungarian matching), as the module gives it one.
+    criterion = (
+        MaskFormerLoss(ignore_index=args["ignore_index"])
+        if net.config.decoder == "maskformer"
+        else None
+    )
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = segmentation_loss(
-            net.forward_train(images),
-            masks,
-            ignore_index=args["ignore_index"],
-            aux_weight=args["aux_weight"],
-            avg_non_ignore=args["avg_non_ignore"],
-        )
+        outputs = net.forward_train(images)
+        if criterion is not None:
+            loss = criterion(outputs, masks)
+        else:
+            loss = segmentation_loss(
+                outputs,
+                masks,
+                ignore_index=args["ignore_index"],
+                aux_weight=args["aux_weight"],
+                avg_non_ignore=args["avg_non_ignore"],
+            )
         loss.backward()
         optimizer.step()
 
@@ -90,7 +101,10 @@ def training_step(study: Study, name: str, num_classes: int, fit: dict):
 def markdown(rows: list[dict], env: dict, args: argparse.Namespace, batches: int) -> str:
     by_name = {r["name"]: r for r in rows}
     lines = [
-        f"# Training-step time of the configurations of `{args.study}`",
+        f"# Training-step time of {', '.join(f'`{a}`' for a in args.archs)} (fit config of "
+        f"`{args.study}`)"
+        if args.archs
+        else f"# Training-step time of the configurations of `{args.study}`",
         "",
         f"{env['cpu']} ({env['cpu_count']} cores), {env['threads']} threads, torch "
         f"{env['torch']}, {env['date']}; load average {env['load_before']:.2f} before, "
@@ -128,9 +142,20 @@ def main(argv: list[str] | None = None) -> int:
         "--crop", type=int, nargs=2, metavar=("H", "W"), help="default: the fit config's crop"
     )
     parser.add_argument("--batch", type=int, help="default: the fit config's batch size")
+    parser.add_argument(
+        "--archs",
+        nargs="*",
+        help="time these zoo models instead of the study's runs (X_sdn pairs with X), with the "
+        "study's fit config",
+    )
     args = parser.parse_args(argv)
 
     study = Study.load(Path(args.study))
+    if args.archs:
+        study.runs = [
+            RunSpec(a, a, [0], pair=a.removesuffix("_sdn") if a.endswith("_sdn") else None)
+            for a in args.archs
+        ]
     fit = yaml.safe_load(Path(study.config).read_text())
     # Another crop or batch is timed by changing the fit config the steps are built from.
     fit["data"]["crop_size"] = args.crop = args.crop or fit["data"]["crop_size"]
