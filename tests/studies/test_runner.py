@@ -270,12 +270,20 @@ def test_schedule_makes_every_seed_of_a_tier_before_the_next():
 def test_the_pretrained_study_is_in_priority_order_with_table_3c():
     study = Study.load(ROOT / "configs" / "studies" / "camvid_pretrained.yaml")
     order = schedule(study)
+    # The DenseCRF re-tests follow the fit whose checkpoint they test (it is gone in the next
+    # session); everything else in tier order.
+    crf_tests = [(r, s) for r, s in order if r.postprocess == "crf"]
+    for run, seed in crf_tests:
+        before = order[order.index((run, seed)) - 1]
+        assert (before[0].name, before[1]) == (run.test_of, seed)
+    order = [item for item in order if item not in crf_tests]
     tiers = [run.tier for run, _ in order]
     assert tiers == sorted(tiers) and set(tiers) == {1, 2, 3, 4, 5}
     # Tier 1 first, whole: both SemanticFPN configurations at all three seeds.
     assert {(r.name, s) for r, s in order[:6]} == {
         (n, s) for n in ("semfpn_efflite2", "semfpn_efflite2_sdn") for s in (0, 1, 2)
     }
+    assert len(crf_tests) == 6
     factorial = {r.name: r.overrides for r, _ in order if r.tier == 2}
     assert factorial["semfpn_sdn_sc"] == {"operator": "sc"}
     assert factorial["semfpn_sdn_ones"] == {"similarity": "ones"}

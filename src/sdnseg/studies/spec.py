@@ -195,7 +195,11 @@ def _goes_with(block: list[RunSpec], run: RunSpec) -> bool:
 def schedule(study: Study) -> list[tuple[RunSpec, int]]:
     """The order runs are made in: the file's order, except that consecutive runs of one tier
     sharing a baseline (with that baseline, when listed right before them) go seed by seed, all
-    of seed 0 first; so does a run with the run just before it, if it pairs with it."""
+    of seed 0 first; so does a run with the run just before it, if it pairs with it.
+
+    A re-test that needs nothing but its tested checkpoint (``test_of`` with DenseCRF) follows
+    that (run, seed) at once, whatever its tier: the checkpoint exists only on the machine that
+    fitted it (a record keeps no weights), and the next session's machine will not have it."""
     blocks: list[list[RunSpec]] = []
     for run in study.runs:
         if blocks and _goes_with(blocks[-1], run):
@@ -206,6 +210,11 @@ def schedule(study: Study) -> list[tuple[RunSpec, int]]:
     for block in blocks:
         seeds = sorted({seed for run in block for seed in run.seeds})
         order += [(run, seed) for seed in seeds for run in block if seed in run.seeds]
+    follows = [(r, s) for r, s in order if r.test_of is not None and r.segfix_run is None]
+    order = [item for item in order if item not in follows]
+    for run, seed in follows:
+        tested = next(i for i, (r, s) in enumerate(order) if r.name == run.test_of and s == seed)
+        order.insert(tested + 1, (run, seed))
     return order
 
 
