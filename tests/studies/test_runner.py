@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -91,8 +92,10 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     assert (tmp_path / "results" / "study_bars.png").is_file()
     assert (tmp_path / "results" / "study_qualitative_sdn.png").is_file()
     assert "study_qualitative_sdn.png" in markdown
-    # The suite of sdnseg test --report beside the logged metrics.
-    assert 0 <= run["test"]["mBIoU"] <= 1 and "trimap_mIoU@1px" in run["test"]
+    # The suite of sdnseg test --report beside the logged metrics; it scores the multi-scale +
+    # flip prediction of this study, so its names carry that variant's suffix.
+    assert 0 <= run["test"]["mBIoU_ms"] <= 1 and "trimap_mIoU@1px_ms" in run["test"]
+    assert "mBIoU" not in run["test"]
 
     # Each finished run left its record for git: result, logs, metrics, suite, qualitative maps.
     record = tmp_path / "results" / "study_runs" / "base" / "seed0"
@@ -379,9 +382,15 @@ def test_an_evaluation_run_keeps_the_post_processed_metrics_and_the_base_trainin
 
 
 def test_a_command_run_runs_once_and_records_its_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the command's --output net.pt is relative
     study = _evaluation_study(tmp_path)
     calls = []
-    monkeypatch.setattr(runner, "_run", lambda cmd, log, heartbeat=None: calls.append(cmd))
+
+    def fake_command(cmd, log, heartbeat=None):
+        calls.append(cmd)
+        Path("net.pt").write_text("weights")
+
+    monkeypatch.setattr(runner, "_run", fake_command)
     result = runner.execute(study, study.run("net"), 0, 3, (8, 8), 1)
     assert calls == [["sdnseg", "train_inverseform", "--output", "net.pt"]]
     assert result["command"] == "sdnseg train_inverseform --output net.pt" and "test" not in result
@@ -417,3 +426,59 @@ def test_study_file_errors_of_the_new_kinds(tmp_path, run, match):
     bad.write_text(yaml.safe_dump({"config": "x", "output_dir": "o", "results": "r", "runs": runs}))
     with pytest.raises(ValueError, match=match):
         Study.load(bad)
+
+
+def test_max_runs_still_makes_the_re_test_of_a_checkpoint_made_here(tmp_path, monkeypatch):
+    _evaluation_study(tmp_path)
+    monkeypatch.setattr(runner, "study_shape", lambda study: (3, (8, 8), 1))
+    monkeypatch.setattr(runner, "write_report", lambda study, results: None)
+    made = []
+
+    def fake_execute(study, run, seed, *args):
+        made.append((run.name, seed))
+        if run.kind == "fit":
+            _finish(study, run.name, seed)
+        return {}
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    assert main([str(tmp_path / "study.yaml"), "--max_runs", "1"]) == 0
+    # One fit, then the DenseCRF re-test of its checkpoint, not counted against the budget.
+    assert made == [("base", 0), ("base_crf", 0)]
+
+
+def test_a_re_test_seed_must_be_one_its_tested_run_has(tmp_path):
+    runs = [
+        {"name": "base", "arch": "fcn_r18d8", "seeds": [0]},
+        {"name": "crf", "test_of": "base", "postprocess": "crf", "seeds": [0, 1]},
+    ]
+    bad = tmp_path / "study.yaml"
+    bad.write_text(yaml.safe_dump({"config": "x", "output_dir": "o", "results": "r", "runs": runs}))
+    with pytest.raises(ValueError, match=r"seeds \[0, 1\] must be among those of 'base'"):
+        Study.load(bad)
+
+
+def test_a_command_is_made_again_where_its_output_is_gone(tmp_path, monkeypatch):
+    study = _evaluation_study(tmp_path)
+    net = replace(study.run("net"), command=["train_inverseform", "--output", str(tmp_path / "n")])
+    calls = []
+    monkeypatch.setattr(runner, "_run", lambda cmd, log, heartbeat=None: calls.append(cmd))
+    runner.execute(study, net, 0, 3, (8, 8), 1)
+    (tmp_path / "n").write_text("weights")
+    runner.execute(study, net, 0, 3, (8, 8), 1)
+    assert len(calls) == 1  # finished while its output is here
+    (tmp_path / "n").unlink()  # a new session's machine: the record stays, the file is gone
+    assert not runner._finished(study, net, 0)
+    runner.execute(study, net, 0, 3, (8, 8), 1)
+    assert len(calls) == 2
+
+
+def test_a_record_keeps_labels_past_255_as_16_bit(tmp_path):
+    from sdnseg.studies.records import read_qualitative, write_record
+
+    study = _evaluation_study(tmp_path)
+    run = study.run("base")
+    labels = {0: np.array([[0, 149], [255, 300]]), 3: np.zeros((2, 2), dtype=np.int64)}
+    write_record(study, run, 0, tmp_path / "nothing", {"name": "base"}, labels)
+    back = read_qualitative(study, run, 0, [0, 3])
+    assert np.array_equal(back[0], labels[0]) and np.array_equal(back[1], labels[3])
+    assert read_qualitative(study, run, 0, [0, 1]) is None  # image 1 was not recorded

@@ -171,13 +171,13 @@ class SegmentationModule(L.LightningModule):
         self.is_segfix = is_segfix(net, self.model_config)
         if self.is_segfix:
             check_segfix_options(arch or type(net).__name__, postprocess)
+        decoder = self.model_config.decoder if self.model_config is not None else None
+        # Checked before a model is built and its weights are read.
+        self.optimizer_settings = reference_settings(optimizer, decoder, lr, weight_decay, min_lr)
         if net is not None:
             self._attach(net)
         elif num_classes is not None:
             self._attach(build_model(self.model_config, num_classes, pretrained))
-
-        decoder = self.model_config.decoder if self.model_config is not None else None
-        self.optimizer_settings = reference_settings(optimizer, decoder, lr, weight_decay, min_lr)
         self._val_postprocess = False  # set by a `validate` run with a post-processing
         # Filled from the datamodule at setup (or from a checkpoint); these defaults only serve a
         # module used without data.

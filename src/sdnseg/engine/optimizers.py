@@ -1,7 +1,9 @@
 """The reference optimisers of the training recipes (mmseg ``schedule_80k/160k``).
 
 SGD with momentum 0.9 and lr / weight decay 0.01 / 5e-4 for FCN and Semantic FPN, 0.001 / 0 for
-Segmenter (its mmseg config); AdamW 6e-5 / 0.01 (the common mmseg AdamW recipe). The poly
+Segmenter (its mmseg config), and for any other decoder (MaskFormer's recipe, AdamW 1e-4 with
+the encoder at 0.1×, is set in its configs, ``configs/maskformer_*``); AdamW 6e-5 / 0.01 (the
+common mmseg AdamW recipe). The poly
 schedule's floor (mmseg ``eta_min``) is 1e-4 for SGD, 0 for AdamW. Values given explicitly win.
 The encoder's learning rate is ``lr × backbone_lr_mult`` (:func:`sdnseg.engine.finetune.parameter_groups`).
 """

@@ -74,13 +74,10 @@ def write_record(
     if suite.is_file():
         shutil.copy2(suite, staging / EVALUATION)
     for index, labels in (qualitative or {}).items():
-        if labels.size and not 0 <= labels.min() <= labels.max() <= 255:
-            raise ValueError(
-                f"{run.name} seed {seed}: qualitative labels of image {index} span "
-                f"[{labels.min()}, {labels.max()}]; a record keeps them as 8-bit PNG"
-            )
+        # 8-bit PNG, 16-bit where a label (150+ classes) does not fit.
+        dtype = np.uint8 if labels.size == 0 or labels.max() <= 255 else np.uint16
         (staging / "qualitative").mkdir(exist_ok=True)
-        Image.fromarray(labels.astype(np.uint8)).save(staging / "qualitative" / f"{index}.png")
+        Image.fromarray(labels.astype(dtype)).save(staging / "qualitative" / f"{index}.png")
     (staging / RESULT).write_text(json.dumps(result, indent=2) + "\n")
     if target.exists():  # a record of an earlier try of this run: replaced whole
         shutil.rmtree(target)
@@ -98,4 +95,8 @@ def read_qualitative(
     paths = [folder / f"{i}.png" for i in indices]
     if not all(p.is_file() for p in paths):
         return None
-    return [np.asarray(Image.open(p)) for p in paths]
+    labels = []
+    for path in paths:
+        with Image.open(path) as image:
+            labels.append(np.asarray(image))
+    return labels

@@ -89,10 +89,21 @@ def tested_checkpoint(study: Study, run: RunSpec, seed: int) -> Path | None:
     return latest_checkpoint(folder) if _finished(study, tested, seed) else None
 
 
+def command_output(run: RunSpec) -> Path | None:
+    """The file a command run writes (its ``--output``), or None."""
+    command = run.command or []
+    return Path(command[command.index("--output") + 1]) if "--output" in command[:-1] else None
+
+
 def _finished(study: Study, run: RunSpec, seed: int) -> bool:
-    return (run_dir(study, run, seed) / RESULT).is_file() or read_record(
-        study, run, seed
-    ) is not None
+    """Made, by its run folder or its record; a command only while its output is on this
+    machine (an inverse-transformation net is too large for a record), so that a later session
+    makes it again before the runs that read it."""
+    output = command_output(run)
+    if output is not None and not output.is_file():
+        return False
+    made = (run_dir(study, run, seed) / RESULT).is_file()
+    return made or read_record(study, run, seed) is not None
 
 
 def segfix_checkpoint(study: Study, run: RunSpec) -> Path | None:
@@ -186,10 +197,10 @@ def execute(
 ) -> dict:
     """Make one (configuration, seed) by its kind, unless finished; returns its result record."""
     recorded = read_record(study, run, seed)
-    if recorded is not None:
+    if recorded is not None and _finished(study, run, seed):
         return recorded
     folder = run_dir(study, run, seed)
-    if (folder / RESULT).is_file():  # finished before records were kept, or before the copy
+    if (folder / RESULT).is_file() and _finished(study, run, seed):  # before the record copy
         result = json.loads((folder / RESULT).read_text())
     else:
         folder.mkdir(parents=True, exist_ok=True)
@@ -228,8 +239,10 @@ def _test_metrics(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> tu
         test = {k[: -len(suffix)]: v for k, v in test.items() if k.endswith(suffix)}
     suite = folder / "test" / "report" / EVALUATION
     if suite.is_file():  # Boundary IoU and the trimap curve, beside the logged metrics
+        # The report scores the most refined variant: multi-scale + flip when the study sets it.
+        ms = "_ms" if study.test_scales != [1.0] or study.test_flip else ""
         headline = json.loads(suite.read_text())["headline"]
-        test.update({k: v for k, v in headline.items() if k not in test})
+        test.update({k + ms: v for k, v in headline.items() if k + ms not in test})
     return test, shlex.join(cmd)
 
 
@@ -369,7 +382,8 @@ def main(argv: list[str]) -> int:
     results, made = [], 0
     for run, seed in schedule(study):
         done = _finished(study, run, seed)
-        budget_spent = args.max_runs is not None and made >= args.max_runs
+        # A re-test whose checkpoints are here is not counted: in the next session they are gone.
+        budget_spent = args.max_runs is not None and made >= args.max_runs and run.kind != "test"
         skipped = (
             args.report_only
             or budget_spent
@@ -384,7 +398,7 @@ def main(argv: list[str]) -> int:
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
         results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))
         if not done:  # a restart does not redraw the report once per finished run
-            made += 1
+            made += run.kind != "test"
             write_report(study, results)
     write_report(study, results)
     print(f"[study] report: {study.results}.md", flush=True)

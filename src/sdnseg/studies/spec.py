@@ -179,6 +179,11 @@ def _check_run(path: Path, run: RunSpec, runs: dict[str, RunSpec]) -> None:
         raise ValueError(f"{where}: postprocess must be one of {POSTPROCESSORS}")
     if (run.postprocess == "segfix") != (run.segfix_run is not None):
         raise ValueError(f"{where}: postprocess segfix and segfix_run go together")
+    if run.test_of is not None and not set(run.seeds) <= set(runs[run.test_of].seeds):
+        raise ValueError(
+            f"{where}: seeds {run.seeds} must be among those of {run.test_of!r} "
+            f"({runs[run.test_of].seeds}), whose checkpoints it tests"
+        )
 
 
 def _goes_with(block: list[RunSpec], run: RunSpec) -> bool:
@@ -211,6 +216,7 @@ def schedule(study: Study) -> list[tuple[RunSpec, int]]:
         seeds = sorted({seed for run in block for seed in run.seeds})
         order += [(run, seed) for seed in seeds for run in block if seed in run.seeds]
     follows = [(r, s) for r, s in order if r.test_of is not None and r.segfix_run is None]
+    # (Study.load checked that a re-test's seeds are among its tested run's.)
     order = [item for item in order if item not in follows]
     for run, seed in follows:
         tested = next(i for i, (r, s) in enumerate(order) if r.name == run.test_of and s == seed)
