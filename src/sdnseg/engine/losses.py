@@ -92,6 +92,30 @@ def training_loss(
     return loss
 
 
+def _own_loss(
+    specs: Sequence[Mapping[str, Any]] | None,
+    loss_class: type,
+    weights: tuple[str, ...],
+    ignore_index: int,
+    refusal: str,
+):
+    """A network's own loss: ``loss_class`` with its defaults when ``specs`` is None, else the
+    one ``loss_class`` spec given, its ``weight`` scaling each of its ``weights`` terms.
+
+    Raises:
+        ValueError: ``specs`` other than one ``loss_class``: ``refusal`` and the classes given.
+    """
+    if specs is None:
+        return loss_class(ignore_index=ignore_index)
+    terms = [build_loss_term(spec, ignore_index) for spec in specs]
+    if len(terms) != 1 or not isinstance(terms[0][1], loss_class):
+        raise ValueError(f"{refusal}, got {[type(loss).__name__ for _, loss in terms]}")
+    weight, loss = terms[0]
+    for name in weights:
+        setattr(loss, name, getattr(loss, name) * weight)
+    return loss
+
+
 def segfix_loss(
     specs: Sequence[Mapping[str, Any]] | None, model_name: str, ignore_index: int
 ) -> SegFixLoss:
@@ -101,19 +125,13 @@ def segfix_loss(
     Raises:
         ValueError: ``specs`` other than one SegFixLoss, naming the model and the classes given.
     """
-    if specs is None:
-        return SegFixLoss(ignore_index=ignore_index)
-    terms = [build_loss_term(spec, ignore_index) for spec in specs]
-    if len(terms) != 1 or not isinstance(terms[0][1], SegFixLoss):
-        raise ValueError(
-            f"model {model_name!r} is a SegFix network and trains with "
-            "sdnseg.models.losses.SegFixLoss alone (its boundary_weight and direction_weight in "
-            f"init_args), got {[type(loss).__name__ for _, loss in terms]}"
-        )
-    weight, loss = terms[0]
-    loss.boundary_weight *= weight
-    loss.direction_weight *= weight
-    return loss
+    refusal = (
+        f"model {model_name!r} is a SegFix network and trains with "
+        "sdnseg.models.losses.SegFixLoss alone (its boundary_weight and direction_weight in "
+        "init_args)"
+    )
+    weights = ("boundary_weight", "direction_weight")
+    return _own_loss(specs, SegFixLoss, weights, ignore_index, refusal)
 
 
 def maskformer_loss(
@@ -125,17 +143,10 @@ def maskformer_loss(
     Raises:
         ValueError: ``specs`` other than one MaskFormerLoss, naming the model and the classes given.
     """
-    if specs is None:
-        return MaskFormerLoss(ignore_index=ignore_index)
-    terms = [build_loss_term(spec, ignore_index) for spec in specs]
-    if len(terms) != 1 or not isinstance(terms[0][1], MaskFormerLoss):
-        raise ValueError(
-            f"model {model_name!r} is a MaskFormer and trains with "
-            "sdnseg.models.losses.MaskFormerLoss alone (its class_weight, mask_weight and "
-            f"dice_weight in init_args), got {[type(loss).__name__ for _, loss in terms]}"
-        )
-    weight, loss = terms[0]
-    loss.class_weight *= weight
-    loss.mask_weight *= weight
-    loss.dice_weight *= weight
-    return loss
+    refusal = (
+        f"model {model_name!r} is a MaskFormer and trains with "
+        "sdnseg.models.losses.MaskFormerLoss alone (its class_weight, mask_weight and "
+        "dice_weight in init_args)"
+    )
+    weights = ("class_weight", "mask_weight", "dice_weight")
+    return _own_loss(specs, MaskFormerLoss, weights, ignore_index, refusal)
