@@ -1,4 +1,4 @@
-"""docs/camvid_study.md and the README quote the generated study report; these catch a stale copy."""
+"""docs/camvid_study_scratch.md (the from-scratch study) and the README quote the generated study report; these catch a stale copy."""
 
 import json
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 from sdnseg.studies.spec import Study, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = (ROOT / "docs" / "camvid_study.md").read_text()
+DOC = (ROOT / "docs" / "camvid_study_scratch.md").read_text()
 REPORT = (ROOT / "benchmarks" / "results" / "camvid_study.md").read_text()
 RESULTS = json.loads((ROOT / "benchmarks" / "results" / "camvid_study.json").read_text())
 STUDY = Study.load(ROOT / "configs" / "studies" / "camvid.yaml")
@@ -113,3 +113,21 @@ def test_the_run_count_in_doc_and_readme_is_the_report_s():
     else:
         assert "in progress" not in DOC.splitlines()[0]
         assert "in progress" not in readme and not re.search(r"\d+\s+of\s+\d+\s+runs", readme)
+
+
+def test_the_pretrained_study_doc_quotes_its_current_report_and_counts_its_runs():
+    from sdnseg.studies.doc_blocks import fill
+
+    study = Study.load(ROOT / "configs" / "studies" / "camvid_pretrained.yaml")
+    doc = (ROOT / study.doc).read_text()
+    report = (ROOT / f"{study.results}.md").read_text()
+    assert doc.count("<!-- report: ") >= 4
+    assert fill(doc, report) == doc, "docs/camvid_study.md is stale: run sdnseg study --report_only"
+    finished = len(json.loads((ROOT / f"{study.results}.json").read_text())["runs"])
+    total = len(schedule(study))
+    status = f"{finished} of {total} scheduled items done" if finished < total else "complete"
+    (status_line,) = [line for line in doc.splitlines() if line.startswith("**Status")]
+    assert status in status_line
+    readme = (ROOT / "README.md").read_text()
+    if finished < total:
+        assert re.search(rf"under way: {finished}\s+of\s+{total}\s+scheduled items", readme)

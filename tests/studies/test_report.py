@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sdnseg.studies.report import METRICS, build_report, paired_summary
+from sdnseg.studies.report import build_report
 from sdnseg.studies.spec import Study
+from sdnseg.studies.summary import METRICS, paired_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "sdnseg"
@@ -176,3 +177,49 @@ def test_only_the_runner_imports_the_runner_and_nothing_outside_imports_studies(
         if "studies" not in path.relative_to(SRC).parts:
             outside = {n for n in _imported(path) if n.startswith("sdnseg.studies")}
             assert not outside, f"{path.relative_to(SRC)} imports {outside}"
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels found")
+def test_report_adds_boundary_iou_trimap_and_per_class_moves_when_runs_have_them(tmp_path):
+    from sdnseg.studies.spec import Claim, RunSpec
+
+    runs = [RunSpec("base", "a", [0, 1]), RunSpec("sdn", "b", [0, 1], pair="base")]
+    claim = Claim("SDN raises BIoU", "Table 2", "mBIoU", "sdn", "base", paper_delta=0.01)
+    study = Study("fit.yaml", tmp_path, tmp_path / "study", runs, claims=[claim])
+    widths = (1, 2, 4, 8, 16, 32)
+
+    def result(name, seed, gain):
+        test = {"mIoU": 0.5, "BF@1px": 0.3, "BF@3px": 0.4, "mBIoU": 0.40 + gain}
+        test |= {
+            f"trimap_mIoU@{w}px": 0.2 + 0.05 * i + gain / (i + 1) for i, w in enumerate(widths)
+        }
+        test |= {"IoU/road": 0.9 + gain / 2, "IoU/sky": 0.8 - gain}
+        return {"name": name, "seed": seed, "params": 1e6, "gflops": 1.0, "seconds_per_epoch": 1.0,
+                "fit_command": "f", "test_command": "t", "test": test, "history": []}  # fmt: skip
+
+    report = build_report(
+        study,
+        [
+            result("base", 0, 0.0),
+            result("base", 1, 0.0),
+            result("sdn", 0, 0.02),
+            result("sdn", 1, 0.04),
+        ],
+        classes=["road", "sky"],
+    )
+    text = report.markdown_text
+    assert "| base | 2 | 40.00 ± 0.00 | 20.00 ± 0.00 | 25.00 ± 0.00 |" in text  # mBIoU, 1px, 2px
+    # Paired: mBIoU +3 ± 1.41 (2 of 2); trimap at 1 px gains the whole 3, at 2 px half of it.
+    assert (
+        "| sdn | base | 2 | +3.00 ± 1.41 (2/2) | +3.00 ± 1.41 (2/2) | +1.50 ± 0.71 (2/2) |" in text
+    )
+    assert "| sdn | 2 | +1.50 (2) | -3.00 (0) |" in text  # which classes move
+    assert "| SDN raises BIoU | Table 2 | mBIoU | +1.00 | sdn − base | 2 | +3.00 ± 1.41 |" in text
+    assert [p.name for p in report.figures] == [
+        "study_curves.png",
+        "study_bars.png",
+        "study_trimap.png",
+    ]
+    data = json.loads(report.json_text)
+    assert data["claims"][0]["deltas"] == pytest.approx([0.02, 0.04])
+    assert data["paired_summary"]["sdn"]["trimap_mIoU@32px"]["mean"] == pytest.approx(0.03 / 6)

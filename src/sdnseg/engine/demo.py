@@ -8,7 +8,8 @@ Budget. The defaults (FCN-R18-D8 at 64×64, 200 steps of batch 8 per model, one 
 time alone, to finish within 5 minutes on 2 CPU cores, never by which model wins. One seed of a
 short synthetic run can go either way; ``--seeds 0 1 2`` trains each pair per seed and shows the
 mean, the spread and how many seeds SDN led, and the output points to the CamVid study
-(``docs/camvid_study.md``), the project's evidence.
+(``docs/camvid_study.md``, and the earlier from-scratch ``docs/camvid_study_scratch.md``), the
+project's evidence.
 """
 
 from __future__ import annotations
@@ -170,8 +171,9 @@ def verdict(runs: dict[int, list[dict]]) -> str:
             "a short synthetic run is a smoke test of the pipeline, not a study."
         )
     return (
-        f"{spread} The evidence is docs/camvid_study.md: CamVid, 3 seeds per pair, where SDN "
-        "helps a little and not significantly."
+        f"{spread} The evidence is on CamVid: docs/camvid_study.md (pretrained encoders, under "
+        "way) and docs/camvid_study_scratch.md (from scratch, 3 seeds per pair, where SDN helped "
+        "a little and not significantly)."
     )
 
 

@@ -408,9 +408,10 @@ class SegmentationModule(L.LightningModule):
         for suffix, scores in groups.items():
             if self.is_segfix:
                 values = scores.compute()
-            else:  # per-class IoU of the plain prediction only
+            else:  # per-class IoU of the single-scale prediction, plain and post-processed
                 classes = self.data_info.classes or [str(i) for i in range(self.num_classes)]
-                values = scores.compute(classes if per_class and not suffix else None)
+                single_scale = suffix in ("", f"_{self.postprocess}")
+                values = scores.compute(classes if per_class and single_scale else None)
             # torchmetrics has synchronised the states already, so every process holds the same
             # values; sync_dist only keeps Lightning's distributed logging consistent.
             self.log_dict({f"{stage}/{k}{suffix}": v for k, v in values.items()}, sync_dist=True)

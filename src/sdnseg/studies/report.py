@@ -15,111 +15,28 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdnseg.io import atomic_write
+from sdnseg.studies.claims import check_claims, claims_markdown
+from sdnseg.studies.report_figures import plots
 from sdnseg.studies.spec import Study
+from sdnseg.studies.summary import (
+    BOUNDARY_METRICS,
+    METRICS,
+    mean_std,
+    paired,
+    paired_summary,
+    per_class_paired,
+    scored,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-METRICS = (
-    "mIoU",
-    "mIoU_ms",
-    "BF@1px",
-    "BF@3px",
-    "BF@1px_skip",
-    "BF@3px_skip",
-    "BF@1px_ms",
-    "BF@3px_ms",
-)
-
-
-def scored(results: list[dict]) -> list[dict]:
-    """The results with segmentation metrics (fits and evaluation runs), which the tables
-    compare; the others (a SegFix network, a command's output) are listed apart."""
-    return [r for r in results if "mIoU" in r.get("test", {})]
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    # One seed has no spread: NaN, shown as a bare mean rather than a misleading ± 0.
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
-def summarise(results: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per configuration: seeds, mean and std of every metric, cost and time."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in results:
-        groups[r["name"]].append(r)
-    summary = {}
-    for name, runs in groups.items():
-        entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in runs)}
-        for metric in METRICS:
-            mean, std = _mean_std([r["test"].get(metric, math.nan) for r in runs])
-            entry[metric] = {"mean": mean, "std": std}
-        entry["params"] = runs[0]["params"]
-        entry["gflops"] = runs[0]["gflops"]
-        entry["seconds_per_epoch"] = _mean_std([r["seconds_per_epoch"] for r in runs])[0]
-        summary[name] = entry
-    return summary
-
-
-def paired(study: Study, results: list[dict]) -> list[dict]:
-    """Per seed, each configuration minus the baseline it names as ``pair``."""
-    by_key = {(r["name"], r["seed"]): r for r in results}
-    rows = []
-    for run in study.runs:
-        if run.pair is None:
-            continue
-        for seed in run.seeds:
-            a, b = by_key.get((run.pair, seed)), by_key.get((run.name, seed))
-            if a is None or b is None:
-                continue
-            rows.append(
-                {
-                    "baseline": run.pair,
-                    "variant": run.name,
-                    "seed": seed,
-                    **{m: b["test"].get(m, math.nan) - a["test"].get(m, math.nan) for m in METRICS},
-                }
-            )
-    return rows
-
-
-def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per variant: its baseline, the paired seeds, mean ± std of each difference, how many
-    seeds the variant won (difference > 0) and the two-sided paired t-test's p (NaN below two
-    pairs or when every difference is equal)."""
-    from scipy.stats import ttest_1samp
-
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for p in pairs:
-        groups[p["variant"]].append(p)
-    out = {}
-    for variant, rows in groups.items():
-        entry: dict[str, Any] = {
-            "baseline": rows[0]["baseline"],
-            "seeds": [r["seed"] for r in rows],
-        }
-        for metric in METRICS:
-            # A seed missing a metric (NaN) drops out of its mean, spread and test alike.
-            differences = [r[metric] for r in rows if not math.isnan(r[metric])]
-            mean, std = _mean_std(differences)
-            wins = sum(d > 0 for d in differences)
-            p = math.nan
-            if len(differences) > 1 and std > 0:
-                p = float(ttest_1samp(differences, 0.0).pvalue)
-            entry[metric] = {"mean": mean, "std": std, "wins": wins, "p": p}
-        out[variant] = entry
-    return out
 
 
 def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
@@ -128,6 +45,69 @@ def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
         return "–"
     spread = std is not None and not math.isnan(std)
     return f"{100 * mean:{'+' if signed else ''}.2f}" + (f" ± {100 * std:.2f}" if spread else "")
+
+
+def _boundary_lines(summary: dict, paired_by_variant: dict) -> list[str]:
+    """Boundary IoU and the trimap mIoU per band width: per configuration, then paired."""
+    metrics = [m for m in BOUNDARY_METRICS if any(m in e for e in summary.values())]
+    if not metrics:
+        return []
+    heads = [m.replace("trimap_mIoU@", "trimap ") for m in metrics]
+    lines = [
+        "",
+        "## Boundary IoU and trimap mIoU (single scale, percent)",
+        "",
+        "Boundary IoU: mean over classes, band 2% of the image diagonal. Trimap: mIoU inside a "
+        "band of the given width around the true boundaries.",
+        "",
+        f"| configuration | seeds | {' | '.join(heads)} |",
+        f"|---|---|{'---|' * len(metrics)}",
+    ]
+    for name, e in summary.items():
+        cells = [_pct(e[m]["mean"], e[m]["std"]) if m in e else "–" for m in metrics]
+        lines.append(f"| {name} | {len(e['seeds'])} | {' | '.join(cells)} |")
+    rows = [(v, e) for v, e in paired_by_variant.items() if any(m in e for m in metrics)]
+    if rows:
+        lines += [
+            "",
+            "Paired (variant − baseline, points; seeds higher in brackets):",
+            "",
+            f"| variant | baseline | pairs | {' | '.join('Δ' + h for h in heads)} |",
+            f"|---|---|---|{'---|' * len(metrics)}",
+        ]
+        for variant, e in rows:
+            cells = [
+                f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{len(e['seeds'])})"
+                if m in e and not math.isnan(e[m]["mean"])
+                else "–"
+                for m in metrics
+            ]
+            lines.append(
+                f"| {variant} | {e['baseline']} | {len(e['seeds'])} | {' | '.join(cells)} |"
+            )
+    return lines
+
+
+def _per_class_paired_lines(deltas: dict, classes: Sequence[str]) -> list[str]:
+    if not deltas:
+        return []
+    classes = [c for c in classes if any(c in d for d in deltas.values())]
+    lines = [
+        "",
+        "## Which classes move (IoU, variant − baseline, points, mean over paired seeds; "
+        "seeds higher in brackets)",
+        "",
+        f"| variant | n | {' | '.join(classes)} |",
+        f"|---|---|{'---|' * len(classes)}",
+    ]
+    for variant, by_class in deltas.items():
+        n = max(e["n"] for e in by_class.values())
+        cells = [
+            f"{100 * by_class[c]['mean']:+.2f} ({by_class[c]['wins']})" if c in by_class else "–"
+            for c in classes
+        ]
+        lines.append(f"| {variant} | {n} | {' | '.join(cells)} |")
+    return lines
 
 
 def markdown(
@@ -139,6 +119,7 @@ def markdown(
     figures: list[Path],
     classes: Sequence[str] = (),
     auxiliary: Sequence[dict] = (),
+    checked_claims: Sequence[dict] = (),
 ) -> str:
     """``<results>.md``: the main, per-class and paired tables, the auxiliary runs, figure links
     and every command.
@@ -178,9 +159,10 @@ def markdown(
         for name in summary:
             runs = [r["test"] for r in results if r["name"] == name]
             cells = [
-                _pct(_mean_std([t.get(f"IoU/{c}", math.nan) for t in runs])[0]) for c in classes
+                _pct(mean_std([t.get(f"IoU/{c}", math.nan) for t in runs])[0]) for c in classes
             ]
             lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines += _boundary_lines(summary, paired_by_variant)
     if pairs:
         lines += [
             "",
@@ -216,6 +198,8 @@ def markdown(
                 for m in METRICS[:6]
             ]
             lines.append(f"| {variant} | {e['baseline']} | {n} | {' | '.join(cells)} |")
+    lines += _per_class_paired_lines(per_class_paired(study, results, classes), classes)
+    lines += claims_markdown(list(checked_claims))
     if auxiliary:
         lines += [
             "",
@@ -237,74 +221,17 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _mean_by_epoch(results: list[dict], name: str, metric: str) -> tuple[list, list[float]]:
-    """Epochs and the mean over seeds of ``val/<metric>`` (percent) of configuration ``name``."""
-    by_epoch: dict[float, list[float]] = defaultdict(list)
-    for result in results:
-        if result["name"] == name:
-            for row in result["history"]:
-                if f"val/{metric}" in row:
-                    by_epoch[row.get("epoch", 0)].append(row[f"val/{metric}"])
-    epochs = sorted(by_epoch)
-    return epochs, [100 * statistics.fmean(by_epoch[e]) for e in epochs]
-
-
-def curves_figure(summary: dict, results: list[dict]) -> Figure:
-    """Validation mIoU and BF@1px against epoch, one line per configuration (mean over seeds)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 4))
-    axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("mIoU", "BF@1px"), strict=True):
-        for name in summary:
-            epochs, means = _mean_by_epoch(results, name, metric)
-            if epochs:
-                ax.plot(epochs, means, marker=".", label=name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"val {metric} (%), mean over seeds")
-    # Beside the plots: with the ablations there are too many lines to leave a free corner.
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    return fig
-
-
-def bars_figure(summary: dict) -> Figure:
-    """Test mIoU, BF@1px and BF@3px per configuration: mean over seeds, std as error bar."""
-    from matplotlib.figure import Figure
-
-    names = list(summary)
-    fig = Figure(figsize=(4 * 3, 0.45 * len(names) + 2))
-    axes = fig.subplots(1, 3)
-    for ax, metric in zip(axes, ("mIoU", "BF@1px", "BF@3px"), strict=True):
-        means = [100 * summary[n][metric]["mean"] for n in names]
-        stds = [100 * summary[n][metric]["std"] for n in names]
-        stds = [0.0 if math.isnan(v) else v for v in stds]  # one seed: no error bar
-        ax.barh(names, means, xerr=stds, capsize=3)
-        ax.set_title(f"{metric} (%)")
-        finite = [m for m in means if not math.isnan(m)]
-        if finite:
-            ax.set_xlim(max(0.0, min(finite) - 10), max(finite) + 5)
-    fig.tight_layout()
-    return fig
-
-
-def plots(study: Study, summary: dict, results: list[dict]) -> dict[Path, Figure]:
-    """The report's own figures, keyed by the file each is saved to beside ``study.results``."""
-    return {
-        Path(f"{study.results}_curves.png"): curves_figure(summary, results),
-        Path(f"{study.results}_bars.png"): bars_figure(summary),
-    }
-
-
 def payload(
     study: Study,
     summary: dict,
     pairs: list[dict],
     paired_by_variant: dict[str, dict[str, Any]],
     results: list[dict],
+    checked_claims: Sequence[dict] = (),
 ) -> dict[str, Any]:
-    """The ``<results>.json`` content: the tables' numbers and every run but its history."""
-    return {
+    """The ``<results>.json`` content: the tables' numbers and every run but its history (and
+    the claims' verdicts, for a study that states claims)."""
+    data = {
         "study": {
             "config": study.config,
             "test_scales": study.test_scales,
@@ -315,6 +242,9 @@ def payload(
         "paired_summary": paired_by_variant,
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
+    if checked_claims:
+        data["claims"] = list(checked_claims)
+    return data
 
 
 @dataclass
@@ -346,10 +276,13 @@ def build_report(
     summary = summarise(compared)
     pairs = paired(study, compared)
     paired_by_variant = paired_summary(pairs)
-    drawn = plots(study, summary, compared)
+    checked = check_claims(study, compared)
+    drawn = plots(study, summary, compared, paired_by_variant)
     figures = [*drawn, *figures]
-    text = markdown(study, summary, pairs, paired_by_variant, compared, figures, classes, auxiliary)
-    data = payload(study, summary, pairs, paired_by_variant, results)
+    text = markdown(
+        study, summary, pairs, paired_by_variant, compared, figures, classes, auxiliary, checked
+    )
+    data = payload(study, summary, pairs, paired_by_variant, results, checked)
     base = Path(study.results)
     return Report(
         markdown_path=base.with_name(base.name + ".md"),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sdnseg.io import atomic_write
+from sdnseg.studies.doc_blocks import refresh_doc
 from sdnseg.studies.qualitative import qualitative, qualitative_labels
 from sdnseg.studies.records import EVALUATION, RESULT, read_record, write_record
 from sdnseg.studies.report import build_report, save_report
@@ -352,12 +353,16 @@ def logged_seconds_per_step(folder: Path) -> float | None:
 
 
 def write_report(study: Study, results: list[dict]) -> None:
-    """``<results>.json``, ``<results>.md`` and the figures, from the finished runs."""
+    """``<results>.json``, ``<results>.md`` and the figures, from the finished runs; then the
+    study's ``doc``, if it names one, quotes the new report."""
     if not results:
         return
     dm = study_datamodule(study)
     figures = qualitative(study, results, dm)
-    save_report(build_report(study, results, dm.classes, figures))
+    report = build_report(study, results, dm.classes, figures)
+    save_report(report)
+    if study.doc is not None:
+        refresh_doc(study.doc, report.markdown_text)
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,13 @@ A study file (see ``configs/studies/camvid.yaml``)::
       - {name: fcn_sdn_conv, arch: fcn_r18d8_sdn, overrides: {operator: conv}, seeds: [0, 1]}
     # Figure: image, ground truth, baseline and variant with error maps, for these test images
     qualitative: {variants: [fcn_r18d8_sdn], images: [0, 25, 50, 75], seed: 0}
+    # A hand-written document whose quoted report sections sdnseg study keeps in step
+    # (sdnseg.studies.doc_blocks)
+    doc: docs/camvid_study.md
+    # The paper's claims, each checked on one paired comparison of the study's runs
+    claims:
+      - {claim: "SDN raises boundary F at 1 px", paper: "Table 2, OCRNet, Cityscapes val",
+         metric: BF@1px, paper_delta: 0.043, variant: fcn_r18d8_sdn, reference: fcn_r18d8}
 
 Runs listed together that share a baseline go seed by seed (baseline seed 0, each variant seed 0,
 baseline seed 1, ...), so a cut-off study still has paired seeds and every variant at seed 0.
@@ -77,6 +84,20 @@ class RunSpec:
 
 
 @dataclass
+class Claim:
+    """One claim of the paper, checked on the study's runs: ``variant`` minus ``reference`` in
+    ``metric`` (a fraction, as in the results), seed by seed, against the paper's
+    ``paper_delta`` (``None`` where the paper argues the direction, ``+``, without a number)."""
+
+    claim: str
+    paper: str
+    metric: str
+    variant: str
+    reference: str
+    paper_delta: float | None = None
+
+
+@dataclass
 class Study:
     """A parsed study file: the shared fit config, the runs, and where runs and results go."""
 
@@ -88,6 +109,8 @@ class Study:
     test_flip: bool = False
     args: list[str] = field(default_factory=list)
     qualitative: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    doc: Path | None = None
 
     def run(self, name: str) -> RunSpec:
         """The run called ``name``."""
@@ -131,6 +154,10 @@ class Study:
                 raise ValueError(
                     f"{path}: qualitative variant {variant!r} is not a run with a pair"
                 )
+        claims = [_claim(path, entry, {r.name for r in runs}) for entry in raw.get("claims", [])]
+        doc = Path(raw["doc"]) if raw.get("doc") else None
+        if doc is not None and not doc.is_file():  # found now, not after the first long fit
+            raise FileNotFoundError(f"{path}: doc {doc} not found (paths are from the repo root)")
         return cls(
             config=raw["config"],
             output_dir=Path(raw["output_dir"]),
@@ -140,6 +167,8 @@ class Study:
             test_flip=bool(raw.get("test_flip", False)),
             args=[str(a) for a in raw.get("args", [])],
             qualitative=qualitative,
+            claims=claims,
+            doc=doc,
         )
 
 
@@ -184,6 +213,26 @@ def _check_run(path: Path, run: RunSpec, runs: dict[str, RunSpec]) -> None:
             f"{where}: seeds {run.seeds} must be among those of {run.test_of!r} "
             f"({runs[run.test_of].seeds}), whose checkpoints it tests"
         )
+
+
+def _claim(path: Path, entry: dict[str, Any], names: set[str]) -> Claim:
+    known = set(Claim.__dataclass_fields__)
+    if not isinstance(entry, dict) or not {
+        "claim",
+        "paper",
+        "metric",
+        "variant",
+        "reference",
+    } <= set(entry):
+        raise ValueError(
+            f"{path}: a claim needs claim, paper, metric, variant and reference, got {entry!r}"
+        )
+    if set(entry) - known:
+        raise ValueError(f"{path}: claim {entry['claim']!r} has unknown keys {set(entry) - known}")
+    for key in ("variant", "reference"):
+        if entry[key] not in names:
+            raise ValueError(f"{path}: claim {entry['claim']!r} names unknown run {entry[key]!r}")
+    return Claim(**entry)
 
 
 def _goes_with(block: list[RunSpec], run: RunSpec) -> bool:
