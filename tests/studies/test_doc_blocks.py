@@ -54,3 +54,17 @@ def test_a_block_naming_a_missing_section_says_which(tmp_path):
     doc.write_text("<!-- report: main -->\n<!-- /report -->\n")
     refresh_doc(doc, REPORT)
     assert "| base | 50.00 |" in doc.read_text()
+
+
+def test_an_unclosed_block_is_an_error_not_a_merge_with_the_next():
+    doc = "<!-- report: main -->\nPROSE\n<!-- report: Commands -->\nold\n<!-- /report -->\n"
+    with pytest.raises(ValueError, match="do not pair up"):
+        fill(doc, REPORT)
+
+
+def test_outside_strict_mode_a_section_not_yet_in_the_report_gets_a_placeholder():
+    doc = "<!-- report: Trimap -->\nold\n<!-- /report -->\n"
+    filled = fill(doc, REPORT, strict=False)
+    assert filled == "<!-- report: Trimap -->\n_(not in the report yet)_\n<!-- /report -->\n"
+    with pytest.raises(ValueError, match="'Trimap'"):
+        fill(filled, REPORT)

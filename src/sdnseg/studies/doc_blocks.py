@@ -19,9 +19,15 @@ from pathlib import Path
 
 from sdnseg.io import atomic_write
 
+OPEN, CLOSE = "<!-- report: ", "<!-- /report -->"
+# A block's body never runs past another opening marker: an unclosed block is an error, not a
+# silent merge with the next one.
 BLOCK = re.compile(
-    r"(<!-- report: (?P<heading>[^\n]+?) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S
+    r"(<!-- report: (?P<heading>[^\n]+?) -->\n)(?P<body>(?:(?!<!-- report: ).)*?)"
+    r"(<!-- /report -->)",
+    re.S,
 )
+MISSING = "_(not in the report yet)_\n"
 
 
 def sections(report: str) -> dict[str, str]:
@@ -37,30 +43,44 @@ def sections(report: str) -> dict[str, str]:
     return {heading: "\n".join(lines).strip() + "\n" for heading, lines in out.items()}
 
 
-def fill(doc: str, report: str, doc_name: str = "the document") -> str:
+def fill(doc: str, report: str, doc_name: str = "the document", strict: bool = True) -> str:
     """``doc`` with every quoted block replaced by the report's section of that heading.
 
+    Args:
+        strict: raise for a heading the report does not have; otherwise quote a placeholder
+            (what the runner does, so that a document written before the results does not stop
+            a study after its first run).
+
     Raises:
-        ValueError: a block names a heading the report does not have.
+        ValueError: markers that do not pair up (line starts ``<!-- report: `` against
+            ``<!-- /report -->``), or, when ``strict``, a heading the report does not have.
     """
     parts = sections(report)
+    lines = doc.splitlines()
+    opened = sum(line.startswith(OPEN) for line in lines)
+    closed = sum(line.strip() == CLOSE for line in lines)
+    if not opened == closed == len(BLOCK.findall(doc)):
+        raise ValueError(
+            f"{doc_name}: {opened} '{OPEN}...' markers and {closed} '{CLOSE}' markers do not pair "
+            "up (each quoted block opens on its own line and closes before the next opens)"
+        )
 
     def replace(match: re.Match) -> str:
         heading = match["heading"].strip()
-        if heading not in parts:
+        if heading not in parts and strict:
             raise ValueError(
                 f"{doc_name} quotes report section {heading!r}, which the report does not have "
                 f"(it has: {sorted(parts)})"
             )
-        return f"{match[1]}{parts[heading]}{match[4]}"
+        return f"{match[1]}{parts.get(heading, MISSING)}{match[4]}"
 
     return BLOCK.sub(replace, doc)
 
 
-def refresh_doc(doc: Path, report: str) -> None:
+def refresh_doc(doc: Path, report: str, strict: bool = True) -> None:
     """Rewrite ``doc``'s quoted blocks from ``report`` (atomically; untouched if unchanged)."""
     text = doc.read_text()
-    filled = fill(text, report, str(doc))
+    filled = fill(text, report, str(doc), strict)
     if filled != text:
         with atomic_write(doc) as tmp:
             tmp.write_text(filled)

@@ -362,7 +362,7 @@ def write_report(study: Study, results: list[dict]) -> None:
     report = build_report(study, results, dm.classes, figures)
     save_report(report)
     if study.doc is not None:
-        refresh_doc(study.doc, report.markdown_text)
+        refresh_doc(study.doc, report.markdown_text, strict=False)
 
 
 def main(argv: list[str]) -> int:

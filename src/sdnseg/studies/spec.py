@@ -16,7 +16,7 @@ A study file (see ``configs/studies/camvid.yaml``)::
     qualitative: {variants: [fcn_r18d8_sdn], images: [0, 25, 50, 75], seed: 0}
     # A hand-written document whose quoted report sections sdnseg study keeps in step
     # (sdnseg.studies.doc_blocks)
-    doc: docs/camvid_study.md
+    doc: docs/my_study.md
     # The paper's claims, each checked on one paired comparison of the study's runs
     claims:
       - {claim: "SDN raises boundary F at 1 px", paper: "Table 2, OCRNet, Cityscapes val",
@@ -45,6 +45,7 @@ imports torch until a data module is asked for, so reading a study file stays ch
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,8 @@ class Study:
                 raise ValueError(
                     f"{path}: qualitative variant {variant!r} is not a run with a pair"
                 )
-        claims = [_claim(path, entry, {r.name for r in runs}) for entry in raw.get("claims", [])]
+        by_name = {r.name: r for r in runs}
+        claims = [_claim(path, entry, by_name) for entry in raw.get("claims", [])]
         doc = Path(raw["doc"]) if raw.get("doc") else None
         if doc is not None and not doc.is_file():  # found now, not after the first long fit
             raise FileNotFoundError(f"{path}: doc {doc} not found (paths are from the repo root)")
@@ -215,23 +217,36 @@ def _check_run(path: Path, run: RunSpec, runs: dict[str, RunSpec]) -> None:
         )
 
 
-def _claim(path: Path, entry: dict[str, Any], names: set[str]) -> Claim:
+# The test metrics a claim can name (sdnseg test's keys; _skip and _ms as the report uses them).
+CLAIM_METRIC = re.compile(
+    r"(mIoU|mAcc|aAcc|mBIoU|BF@\d+px|trimap_mIoU@\d+px|IoU/.+?)(_skip)?(_ms)?"
+)
+
+
+def _claim(path: Path, entry: dict[str, Any], runs: dict[str, RunSpec]) -> Claim:
     known = set(Claim.__dataclass_fields__)
-    if not isinstance(entry, dict) or not {
-        "claim",
-        "paper",
-        "metric",
-        "variant",
-        "reference",
-    } <= set(entry):
+    needed = {"claim", "paper", "metric", "variant", "reference"}
+    if not isinstance(entry, dict) or not needed <= set(entry):
         raise ValueError(
             f"{path}: a claim needs claim, paper, metric, variant and reference, got {entry!r}"
         )
+    where = f"{path}: claim {entry['claim']!r}"
     if set(entry) - known:
-        raise ValueError(f"{path}: claim {entry['claim']!r} has unknown keys {set(entry) - known}")
+        raise ValueError(f"{where} has unknown keys {set(entry) - known}")
     for key in ("variant", "reference"):
-        if entry[key] not in names:
-            raise ValueError(f"{path}: claim {entry['claim']!r} names unknown run {entry[key]!r}")
+        if entry[key] not in runs:
+            raise ValueError(f"{where} names unknown run {entry[key]!r}")
+    if not CLAIM_METRIC.fullmatch(str(entry["metric"])):
+        raise ValueError(f"{where}: {entry['metric']!r} is not a test metric (e.g. mIoU, BF@1px)")
+    delta = entry.get("paper_delta")
+    if delta is not None and not abs(delta) < 1:
+        raise ValueError(f"{where}: paper_delta is a fraction (0.043 for +4.3 points), got {delta}")
+    shared = set(runs[entry["variant"]].seeds) & set(runs[entry["reference"]].seeds)
+    if len(shared) < 2:
+        raise ValueError(
+            f"{where}: {entry['variant']!r} and {entry['reference']!r} share the seeds "
+            f"{sorted(shared)}; a paired test needs at least two"
+        )
     return Claim(**entry)
 
 
