@@ -25,6 +25,7 @@ import statistics
 from typing import Any
 
 from sdnseg.studies.spec import Claim, Study
+from sdnseg.studies.summary import paired_test
 
 ALPHA = 0.05
 POWER = 0.8
@@ -67,8 +68,6 @@ def check_claim(claim: Claim, results: list[dict], planned: set[int]) -> dict[st
         results: finished results (``name``, ``seed``, ``test`` metrics as fractions).
         planned: the seeds the study plans for both runs.
     """
-    from scipy.stats import ttest_1samp
-
     by_key = {(r["name"], r["seed"]): r["test"] for r in results}
     scheduled = len(planned)
     seeds = sorted(
@@ -84,11 +83,7 @@ def check_claim(claim: Claim, results: list[dict], planned: set[int]) -> dict[st
         by_key[(claim.variant, s)][claim.metric] - by_key[(claim.reference, s)][claim.metric]
         for s in seeds
     ]
-    mean = statistics.fmean(deltas) if deltas else math.nan
-    std = statistics.stdev(deltas) if len(deltas) > 1 else math.nan
-    p = math.nan
-    if len(deltas) > 1 and std > 0:
-        p = float(ttest_1samp(deltas, 0.0).pvalue)
+    mean, std, p = paired_test(deltas)
     expected = 1.0 if claim.paper_delta is None else math.copysign(1.0, claim.paper_delta)
     if len(deltas) < scheduled:
         verdict = f"pending ({len(deltas)} of {scheduled} seeds)"

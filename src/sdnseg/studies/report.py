@@ -47,6 +47,14 @@ def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
     return f"{100 * mean:{'+' if signed else ''}.2f}" + (f" ± {100 * std:.2f}" if spread else "")
 
 
+def _paired_cell(stats: dict[str, Any], n: int, with_p: bool = True) -> str:
+    """``mean ± std (wins/n, p …)`` of one paired difference, ``–`` where it has no mean."""
+    if math.isnan(stats["mean"]):
+        return "–"
+    p = "" if not with_p or math.isnan(stats["p"]) else f", p {stats['p']:.2g}"
+    return f"{_pct(stats['mean'], stats['std'], signed=True)} ({stats['wins']}/{n}{p})"
+
+
 def _boundary_lines(summary: dict, paired_by_variant: dict) -> list[str]:
     """Boundary IoU and the trimap mIoU per band width: per configuration, then paired."""
     metrics = [m for m in BOUNDARY_METRICS if any(m in e for e in summary.values())]
@@ -63,11 +71,11 @@ def _boundary_lines(summary: dict, paired_by_variant: dict) -> list[str]:
         f"| configuration | seeds | {' | '.join(heads)} |",
         f"|---|---|{'---|' * len(metrics)}",
     ]
+    # summarise and paired give every entry each metric some run has: no entry lacks one.
     for name, e in summary.items():
-        cells = [_pct(e[m]["mean"], e[m]["std"]) if m in e else "–" for m in metrics]
+        cells = [_pct(e[m]["mean"], e[m]["std"]) for m in metrics]
         lines.append(f"| {name} | {len(e['seeds'])} | {' | '.join(cells)} |")
-    rows = [(v, e) for v, e in paired_by_variant.items() if any(m in e for m in metrics)]
-    if rows:
+    if paired_by_variant:
         lines += [
             "",
             "Paired (variant − baseline, points; seeds higher in brackets):",
@@ -75,13 +83,8 @@ def _boundary_lines(summary: dict, paired_by_variant: dict) -> list[str]:
             f"| variant | baseline | pairs | {' | '.join('Δ' + h for h in heads)} |",
             f"|---|---|---|{'---|' * len(metrics)}",
         ]
-        for variant, e in rows:
-            cells = [
-                f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{len(e['seeds'])})"
-                if m in e and not math.isnan(e[m]["mean"])
-                else "–"
-                for m in metrics
-            ]
+        for variant, e in paired_by_variant.items():
+            cells = [_paired_cell(e[m], len(e["seeds"]), with_p=False) for m in metrics]
             lines.append(
                 f"| {variant} | {e['baseline']} | {len(e['seeds'])} | {' | '.join(cells)} |"
             )
@@ -189,14 +192,7 @@ def markdown(
         ]
         for variant, e in paired_by_variant.items():
             n = len(e["seeds"])
-            cells = [
-                f"{_pct(e[m]['mean'], e[m]['std'], signed=True)} ({e[m]['wins']}/{n}"
-                + ("" if math.isnan(e[m]["p"]) else f", p {e[m]['p']:.2g}")
-                + ")"
-                if not math.isnan(e[m]["mean"])
-                else "–"
-                for m in METRICS[:6]
-            ]
+            cells = [_paired_cell(e[m], n) for m in METRICS[:6]]
             lines.append(f"| {variant} | {e['baseline']} | {n} | {' | '.join(cells)} |")
     lines += _per_class_paired_lines(per_class_paired(study, results, classes), classes)
     lines += claims_markdown(list(checked_claims))

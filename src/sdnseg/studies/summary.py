@@ -90,12 +90,22 @@ def paired(study: Study, results: list[dict]) -> list[dict]:
     return rows
 
 
+def paired_test(differences: list[float]) -> tuple[float, float, float]:
+    """Mean, sample std and the two-sided paired t-test's p of per-seed differences (NaN where
+    undefined: std below two values, p also when every difference is equal); NaNs dropped."""
+    from scipy.stats import ttest_1samp
+
+    mean, std = mean_std(differences)
+    p = math.nan
+    if not math.isnan(std) and std > 0:
+        p = float(ttest_1samp([d for d in differences if not math.isnan(d)], 0.0).pvalue)
+    return mean, std, p
+
+
 def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
     """Per variant: its baseline, the paired seeds, mean ± std of each difference, how many
     seeds the variant won (difference > 0) and the two-sided paired t-test's p (NaN below two
     pairs or when every difference is equal)."""
-    from scipy.stats import ttest_1samp
-
     groups: dict[str, list[dict]] = defaultdict(list)
     for p in pairs:
         groups[p["variant"]].append(p)
@@ -108,11 +118,8 @@ def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
         for metric in [k for k in rows[0] if k not in ("baseline", "variant", "seed")]:
             # A seed missing a metric (NaN) drops out of its mean, spread and test alike.
             differences = [r[metric] for r in rows if not math.isnan(r[metric])]
-            mean, std = mean_std(differences)
+            mean, std, p = paired_test(differences)
             wins = sum(d > 0 for d in differences)
-            p = math.nan
-            if len(differences) > 1 and std > 0:
-                p = float(ttest_1samp(differences, 0.0).pvalue)
             entry[metric] = {"mean": mean, "std": std, "wins": wins, "p": p}
         out[variant] = entry
     return out
