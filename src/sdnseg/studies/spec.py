@@ -140,8 +140,9 @@ class Study:
         names = [r.name for r in runs]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: run names must be unique, got {names}")
+        by_name = {r.name: r for r in runs}
         for run in runs:
-            _check_run(path, run, {r.name: r for r in runs})
+            _check_run(path, run, by_name)
         tiers = [r.tier for r in runs]
         if tiers != sorted(tiers):
             raise ValueError(f"{path}: runs must be listed by tier, lowest first, got {tiers}")
@@ -155,7 +156,6 @@ class Study:
                 raise ValueError(
                     f"{path}: qualitative variant {variant!r} is not a run with a pair"
                 )
-        by_name = {r.name: r for r in runs}
         claims = [_claim(path, entry, by_name) for entry in raw.get("claims", [])]
         doc = Path(raw["doc"]) if raw.get("doc") else None
         if doc is not None and not doc.is_file():  # found now, not after the first long fit
