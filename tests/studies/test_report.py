@@ -37,6 +37,8 @@ def test_paired_summary_mean_std_and_wins():
     rows[1]["BF@1px"] = math.nan
     (entry,) = paired_summary(rows).values()
     assert entry["BF@1px"]["mean"] == pytest.approx(0.03) and entry["BF@1px"]["wins"] == 2
+    # ... and out of the count the report prints as wins/n, while mIoU keeps all three seeds.
+    assert entry["BF@1px"]["n"] == 2 and entry["mIoU"]["n"] == 3
     assert entry["BF@1px"]["p"] == pytest.approx(
         1 - 2 * math.atan(1.5) / math.pi
     )  # t = 0.03 / (0.04 / 2)

@@ -143,6 +143,18 @@ def test_max_runs_stops_after_that_many_new_runs(tmp_path, monkeypatch, capsys):
     assert made == ["base"]  # the first of the schedule only; sdn waits for the next session
 
 
+def test_report_only_without_finished_runs_leaves_the_report_and_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    path = _write_study(tmp_path)
+    monkeypatch.setattr(runner, "study_shape", lambda study: (3, (8, 8), 1))
+    reports = []
+    monkeypatch.setattr(runner, "write_report", lambda study, results: reports.append(results))
+    assert main([str(path), "--report_only"]) == 0
+    assert reports == []
+    assert "no finished runs" in capsys.readouterr().out
+
+
 def test_study_file_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     run = {"name": "a", "arch": "fcn_r18d8", "seeds": [0], "pair": "zzz"}

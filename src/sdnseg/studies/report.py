@@ -47,12 +47,13 @@ def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
     return f"{100 * mean:{'+' if signed else ''}.2f}" + (f" ± {100 * std:.2f}" if spread else "")
 
 
-def _paired_cell(stats: dict[str, Any], n: int, with_p: bool = True) -> str:
-    """``mean ± std (wins/n, p …)`` of one paired difference, ``–`` where it has no mean."""
+def _paired_cell(stats: dict[str, Any], with_p: bool = True) -> str:
+    """``mean ± std (wins/n, p …)`` of one paired difference, ``–`` where it has no mean; n
+    counts the seeds that have the metric, which can be fewer than the pairs."""
     if math.isnan(stats["mean"]):
         return "–"
     p = "" if not with_p or math.isnan(stats["p"]) else f", p {stats['p']:.2g}"
-    return f"{_pct(stats['mean'], stats['std'], signed=True)} ({stats['wins']}/{n}{p})"
+    return f"{_pct(stats['mean'], stats['std'], signed=True)} ({stats['wins']}/{stats['n']}{p})"
 
 
 def _boundary_lines(summary: dict, paired_by_variant: dict) -> list[str]:
@@ -84,7 +85,7 @@ def _boundary_lines(summary: dict, paired_by_variant: dict) -> list[str]:
             f"|---|---|---|{'---|' * len(metrics)}",
         ]
         for variant, e in paired_by_variant.items():
-            cells = [_paired_cell(e[m], len(e["seeds"]), with_p=False) for m in metrics]
+            cells = [_paired_cell(e[m], with_p=False) for m in metrics]
             lines.append(
                 f"| {variant} | {e['baseline']} | {len(e['seeds'])} | {' | '.join(cells)} |"
             )
@@ -191,9 +192,10 @@ def markdown(
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for variant, e in paired_by_variant.items():
-            n = len(e["seeds"])
-            cells = [_paired_cell(e[m], n) for m in METRICS[:6]]
-            lines.append(f"| {variant} | {e['baseline']} | {n} | {' | '.join(cells)} |")
+            cells = [_paired_cell(e[m]) for m in METRICS[:6]]
+            lines.append(
+                f"| {variant} | {e['baseline']} | {len(e['seeds'])} | {' | '.join(cells)} |"
+            )
     lines += _per_class_paired_lines(per_class_paired(study, results, classes), classes)
     lines += claims_markdown(list(checked_claims))
     if auxiliary:

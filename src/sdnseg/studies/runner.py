@@ -355,8 +355,6 @@ def logged_seconds_per_step(folder: Path) -> float | None:
 def write_report(study: Study, results: list[dict]) -> None:
     """``<results>.json``, ``<results>.md`` and the figures, from the finished runs; then the
     study's ``doc``, if it names one, quotes the new report."""
-    if not results:
-        return
     dm = study_datamodule(study)
     figures = qualitative(study, results, dm)
     report = build_report(study, results, dm.classes, figures)
@@ -405,6 +403,9 @@ def main(argv: list[str]) -> int:
         if not done:  # a restart does not redraw the report once per finished run
             made += run.kind != "test"
             write_report(study, results)
+    if not results:  # say so, rather than name a report that was not written
+        print(f"[study] no finished runs of {args.study}: {study.results}.md left as it is")
+        return 0
     write_report(study, results)
     print(f"[study] report: {study.results}.md", flush=True)
     return 0

@@ -103,9 +103,10 @@ def paired_test(differences: list[float]) -> tuple[float, float, float]:
 
 
 def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per variant: its baseline, the paired seeds, mean ± std of each difference, how many
-    seeds the variant won (difference > 0) and the two-sided paired t-test's p (NaN below two
-    pairs or when every difference is equal)."""
+    """Per variant: its baseline, the paired seeds, and per metric mean ± std of the
+    difference, how many seeds the variant won (difference > 0) out of the ``n`` seeds that have
+    the metric, and the two-sided paired t-test's p (NaN below two pairs or when every
+    difference is equal)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for p in pairs:
         groups[p["variant"]].append(p)
@@ -120,7 +121,7 @@ def paired_summary(pairs: list[dict]) -> dict[str, dict[str, Any]]:
             differences = [r[metric] for r in rows if not math.isnan(r[metric])]
             mean, std, p = paired_test(differences)
             wins = sum(d > 0 for d in differences)
-            entry[metric] = {"mean": mean, "std": std, "wins": wins, "p": p}
+            entry[metric] = {"mean": mean, "std": std, "wins": wins, "n": len(differences), "p": p}
         out[variant] = entry
     return out
 
