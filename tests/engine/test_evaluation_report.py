@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from sdnseg.engine.cli import main
+from sdnseg.engine.datamodule import SegmentationDataModule
 from sdnseg.engine.evaluation_report import EvaluationReport
+from sdnseg.evaluation.outputs import write_label_png
 
 from ..evaluation.test_cli import _Collect
 from .test_cli import last_row, only_run
@@ -52,3 +55,36 @@ def test_test_report_scores_the_most_refined_variant(trained, tmp_path):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="top_k"):
         EvaluationReport("out", top_k=-1)
+
+
+def test_report_predictions_are_the_scored_maps(trained, tmp_path):
+    """``sdnseg evaluate`` of the written maps against the data's own masks gives the report's
+    scores: the files are the maps scored, one per image, named by it."""
+    report, _ = _run(
+        "test", trained, tmp_path, "--report_top_k", "0", "--report_predictions", "true"
+    )
+    scores = json.loads((report / "evaluation.json").read_text())
+    data = SegmentationDataModule(
+        synthetic_size=32, synthetic_num_train=8, synthetic_num_val=4, batch_size=2
+    )
+    data.setup("test")
+    gt = tmp_path / "gt"
+    for batch in data.test_dataloader():
+        for path, mask in zip(batch["path"], batch["mask"], strict=True):
+            write_label_png(gt / f"{Path(path).stem}.png", mask.numpy())
+    written = sorted(p.name for p in (report / "predictions").iterdir())
+    assert written == [f"{p.stem}_labels.png" for p in sorted(gt.iterdir())]
+    out = tmp_path / "evaluated"
+    args = ["--pred", str(report / "predictions"), "--gt", str(gt), "--dataset", "folder"]
+    args += ["--num-classes", str(len(scores["per_class"])), "--output", str(out)]
+    assert main(["evaluate", *args, "--no-progress"]) == 0
+    again = json.loads((out / "evaluation.json").read_text())
+    for name, value in scores["headline"].items():
+        assert again["headline"][name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_report_predictions_need_a_report(trained, tmp_path, capsys):
+    args = ["test", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), *TINY_DATA, *QUIET]
+    args += ["--runs_dir", str(tmp_path / "runs"), "--report_predictions", "true"]
+    assert main(args) == 1
+    assert "--report_predictions true needs --report DIR" in capsys.readouterr().err

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from sdnseg.studies import runner
+from sdnseg.studies.commands import logged_seconds_per_step
 from sdnseg.studies.records import record_dir
-from sdnseg.studies.runner import logged_seconds_per_step, main
+from sdnseg.studies.runner import main
 from sdnseg.studies.spec import RunSpec, Study, schedule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +117,7 @@ def test_study_runs_reports_and_skips_finished_runs(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(runner, "_run", fail)
+    monkeypatch.setattr(runner, "run_command", fail)
     shutil.rmtree(tmp_path / "runs")
     figure.unlink()
     assert main([str(path)]) == 0
@@ -243,11 +244,11 @@ def test_logged_seconds_per_step_times_each_segment_of_a_resumed_fit(tmp_path):
 
 
 def test_run_calls_the_heartbeat_while_running_and_stops_the_command_when_it_raises(tmp_path):
-    from sdnseg.studies.runner import _run
+    from sdnseg.studies.commands import run_command
 
     log = tmp_path / "commands.log"
     beats = []
-    _run(["sdnseg", "fit", "--help"], log, heartbeat=lambda: beats.append(1), every=0.01)
+    run_command(["sdnseg", "fit", "--help"], log, heartbeat=lambda: beats.append(1), every=0.01)
     assert len(beats) >= 2  # at least one while it ran, one at the end
     assert "$ sdnseg fit --help" in log.read_text()
 
@@ -255,7 +256,7 @@ def test_run_calls_the_heartbeat_while_running_and_stops_the_command_when_it_rai
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _run(["sdnseg", "fit", "--help"], log, heartbeat=fail, every=0.01)
+        run_command(["sdnseg", "fit", "--help"], log, heartbeat=fail, every=0.01)
 
 
 def test_the_cli_study_command_is_the_runner():
@@ -339,34 +340,131 @@ def _finish(study, name, seed, checkpoint="last.ckpt", result=None):
     return folder / "version_0" / "checkpoints" / checkpoint
 
 
+def _record(study, name, seed, predictions=False):
+    """A record of ``name`` at ``seed``: made in an earlier session (no run folder here)."""
+    record = record_dir(study, study.run(name), seed)
+    record.mkdir(parents=True, exist_ok=True)
+    (record / runner.RESULT).write_text(json.dumps({"name": name, "seed": seed, "test": {}}))
+    if predictions:
+        (record / "predictions").mkdir()
+        (record / "predictions" / "a_labels.png").write_bytes(b"")
+    return record
+
+
 def test_an_evaluation_run_tests_its_base_checkpoint_once_it_exists(tmp_path):
     study = _evaluation_study(tmp_path)
     crf, segfix = study.run("base_crf"), study.run("base_segfix")
     assert crf.arch == "fcn_r18d8" and crf.seeds == [0, 1] and crf.kind == "test"
-    assert runner.waiting_for(study, crf, 0) == (
-        "waits for base seed 0 to finish (it tests that checkpoint)"
+    assert (
+        runner.waiting_for(study, crf, 0) == "waits for base seed 0 to finish (it tests that run)"
     )
     checkpoint = _finish(study, "base", 0)
-    assert runner.waiting_for(study, crf, 0) is None
-    # Finished in an earlier session (a record, no run folder): its checkpoint is gone.
-    record = record_dir(study, study.run("base"), 1)
-    record.mkdir(parents=True)
-    (record / runner.RESULT).write_text("{}")
-    assert "(finished in an earlier session" in runner.waiting_for(study, crf, 1)
-    shutil.rmtree(record)
-    assert runner.waiting_for(study, crf, 1) is not None
+    assert runner.waiting_for(study, crf, 0) is None and runner.to_make_again(study, crf, 0) == []
     cmd = runner.test_command(study, crf, 0, runner.tested_checkpoint(study, crf, 0))
     assert cmd[:6] == ["sdnseg", "test", "--config", "fit.yaml", "--ckpt_path", str(checkpoint)]
     assert cmd[cmd.index("--model.postprocess") + 1] == "crf"
     assert cmd[cmd.index("--runs_dir") + 1] == str(tmp_path / "runs" / "base_crf" / "seed0")
-    assert "--model.segfix_checkpoint" not in cmd
-    # SegFix also waits for the SegFix network's best checkpoint, not its last one.
+    assert "--model.segfix_checkpoint" not in cmd and "--report_predictions" not in cmd
+    # A SegFix row re-tests base: base's own test writes the label maps it scores.
+    assert runner.keeps_predictions(study, study.run("base"))
+    assert not runner.keeps_predictions(study, study.run("segfix"))
+    # SegFix waits for the SegFix network to finish.
     assert "SegFix network segfix" in runner.waiting_for(study, segfix, 0)
+
+
+def test_a_re_test_makes_again_what_an_earlier_session_took_with_it(tmp_path):
+    study = _evaluation_study(tmp_path)
+    crf, segfix = study.run("base_crf"), study.run("base_segfix")
+    _record(study, "base", 1)  # finished in an earlier session: no checkpoint, no label maps
+    _record(study, "segfix", 0)
+    assert runner.waiting_for(study, crf, 1) is None
+    again = runner.to_make_again(study, crf, 1)
+    assert [(r.name, s, why) for r, s, why in again] == [
+        ("base", 1, "its checkpoint is not on this machine")
+    ]
+    again = runner.to_make_again(study, segfix, 1)
+    assert [(r.name, s) for r, s, _ in again] == [("base", 1), ("segfix", 0)]
+    assert "keeps no label maps" in again[0][2] and "best checkpoint" in again[1][2]
+    # The label maps in the record and the SegFix network's best checkpoint here: nothing.
+    shutil.rmtree(record_dir(study, study.run("base"), 1))
+    _record(study, "base", 1, predictions=True)
     best = _finish(study, "segfix", 0, checkpoint="best-step=9-0.5000.ckpt")
-    assert runner.waiting_for(study, segfix, 0) is None
-    cmd = runner.test_command(study, segfix, 0, checkpoint)
-    assert cmd[cmd.index("--model.segfix_checkpoint") + 1] == str(best)
-    assert cmd[cmd.index("--model.postprocess") + 1] == "segfix"
+    assert runner.to_make_again(study, segfix, 1) == []
+    assert runner.segfix_checkpoint(study, segfix) == best
+
+
+def test_a_segfix_re_test_refines_the_recorded_maps_and_evaluates_them(tmp_path, monkeypatch):
+    study = _evaluation_study(tmp_path)
+    base = {"name": "base", "seed": 0, "fit_command": "sdnseg fit x", "params": 7, "test": {}}
+    record = _record(study, "base", 0, predictions=True)
+    (record / runner.RESULT).write_text(json.dumps(base))
+    best = _finish(study, "segfix", 0, checkpoint="best-step=9-0.5000.ckpt")
+    monkeypatch.setattr(runner, "split_folders", lambda study: (Path("img"), Path("gt")))
+    monkeypatch.setattr(runner, "evaluate_command", lambda study, p, g, o: ["sdnseg", "e", str(o)])
+    calls = []
+
+    def fake(cmd, log, heartbeat=None):
+        calls.append(cmd)
+        if cmd[1] == "e":
+            suite = {"headline": {"mIoU": 0.5}, "per_class": {"Road": {"IoU": 0.9, "Acc": 1}}}
+            Path(cmd[2]).mkdir(parents=True)
+            (Path(cmd[2]) / "evaluation.json").write_text(json.dumps(suite))
+
+    monkeypatch.setattr(runner, "run_command", fake)
+    result = runner.execute(study, study.run("base_segfix"), 0, 3, (8, 8), 1)
+    folder = runner.run_dir(study, study.run("base_segfix"), 0)
+    assert calls[0] == [
+        "sdnseg", "segfix", "--checkpoint", str(best), "--pred", str(record / "predictions"),
+        "--images", "img", "--output", str(folder / "test" / "refined"),
+    ]  # fmt: skip
+    assert calls[1] == ["sdnseg", "e", str(folder / "test" / "report")]
+    assert result["test"] == {"mIoU": 0.5, "IoU/Road": 0.9}
+    assert result["test_of"] == "base" and result["params"] == 7
+    assert result["test_command"].startswith("sdnseg segfix --checkpoint")
+    copied = json.loads(
+        (record_dir(study, study.run("base_segfix"), 0) / "evaluation.json").read_text()
+    )
+    assert copied["headline"] == {"mIoU": 0.5}
+
+
+def test_main_makes_again_what_a_re_test_reads_within_the_budget(tmp_path, monkeypatch, capsys):
+    study = _evaluation_study(tmp_path)
+    _record(study, "base", 0)
+    _record(study, "base", 1)
+    monkeypatch.setattr(runner, "study_shape", lambda study: (3, (8, 8), 1))
+    monkeypatch.setattr(runner, "write_report", lambda study, results: None)
+    made = []
+
+    def fake_execute(study, run, seed, *args, again=False):
+        # As execute does: a finished run is read back, not made.
+        if again or not runner._finished(study, run, seed):
+            made.append((run.name, seed, again))
+            if run.kind == "fit":
+                _finish(study, run.name, seed)
+        return {}
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    args = [str(tmp_path / "study.yaml"), "--only", "base_crf", "--max_runs"]
+    assert main([*args, "0"]) == 0
+    assert made == [] and "must be made again and --max_runs has 0 left" in capsys.readouterr().out
+    assert main([*args, "1"]) == 0
+    # base seed 0 fitted again (its checkpoint is gone), then re-tested; seed 1 is over budget.
+    assert made == [("base", 0, True), ("base_crf", 0, False)]
+    out = capsys.readouterr().out
+    assert "base seed 0: made again, its checkpoint is not on this machine" in out
+    assert "base_crf seed 1: skipped, 1 run(s) it reads must be made again" in out
+
+
+def test_a_run_made_again_keeps_the_metrics_it_replaces(tmp_path, monkeypatch):
+    study = _evaluation_study(tmp_path)
+    record = _record(study, "base", 0)
+    (record / runner.RESULT).write_text(json.dumps({"name": "base", "test": {"mIoU": 0.4}}))
+    monkeypatch.setattr(
+        runner, "_execute_fit", lambda *a: {"name": "base", "seed": 0, "test": {"mIoU": 0.41}}
+    )
+    result = runner.execute(study, study.run("base"), 0, 3, (8, 8), 1, again=True)
+    assert result["test"] == {"mIoU": 0.41} and result["previous_test"] == {"mIoU": 0.4}
+    assert json.loads((record / runner.RESULT).read_text()) == result
 
 
 def test_an_evaluation_run_keeps_the_post_processed_metrics_and_the_base_training(
@@ -383,7 +481,7 @@ def test_an_evaluation_run_keeps_the_post_processed_metrics_and_the_base_trainin
             "test/mIoU,test/mIoU_crf,test/BF@1px_crf\n0.5,0.6,0.7\n"
         )
 
-    monkeypatch.setattr(runner, "_run", fake_test)
+    monkeypatch.setattr(runner, "run_command", fake_test)
     result = runner.execute(study, study.run("base_crf"), 0, 3, (8, 8), 1)
     assert result["test"] == {"mIoU": 0.6, "BF@1px": 0.7}
     assert result["name"] == "base_crf" and result["test_of"] == "base"
@@ -402,7 +500,7 @@ def test_a_command_run_runs_once_and_records_its_command(tmp_path, monkeypatch):
         calls.append(cmd)
         Path("net.pt").write_text("weights")
 
-    monkeypatch.setattr(runner, "_run", fake_command)
+    monkeypatch.setattr(runner, "run_command", fake_command)
     result = runner.execute(study, study.run("net"), 0, 3, (8, 8), 1)
     assert calls == [["sdnseg", "train_inverseform", "--output", "net.pt"]]
     assert result["command"] == "sdnseg train_inverseform --output net.pt" and "test" not in result
@@ -446,7 +544,7 @@ def test_max_runs_still_makes_the_re_test_of_a_checkpoint_made_here(tmp_path, mo
     monkeypatch.setattr(runner, "write_report", lambda study, results: None)
     made = []
 
-    def fake_execute(study, run, seed, *args):
+    def fake_execute(study, run, seed, *args, again=False):
         made.append((run.name, seed))
         if run.kind == "fit":
             _finish(study, run.name, seed)
@@ -473,7 +571,7 @@ def test_a_command_is_made_again_where_its_output_is_gone(tmp_path, monkeypatch)
     study = _evaluation_study(tmp_path)
     net = replace(study.run("net"), command=["train_inverseform", "--output", str(tmp_path / "n")])
     calls = []
-    monkeypatch.setattr(runner, "_run", lambda cmd, log, heartbeat=None: calls.append(cmd))
+    monkeypatch.setattr(runner, "run_command", lambda cmd, log, heartbeat=None: calls.append(cmd))
     runner.execute(study, net, 0, 3, (8, 8), 1)
     (tmp_path / "n").write_text("weights")
     runner.execute(study, net, 0, 3, (8, 8), 1)

@@ -5,7 +5,7 @@ ends. (Lightning 2.6's ``ModelCheckpoint(save_last=True)`` only refreshes it whe
 monitored checkpoint is saved, and not at the end of fit.)
 
 :class:`PredictionWriter` saves, per image, the label map (``<stem>_labels.png``, class ids as
-8-bit grey), its palette colours (``<stem>_color.png``), a blend with the image
+8-bit grey, 16-bit past 255: :func:`sdnseg.evaluation.outputs.write_label_png`), its palette colours (``<stem>_color.png``), a blend with the image
 (``<stem>_overlay.png``) and, when asked and a mask exists, the error map of the paper's Figure 1
 (``<stem>_errors.png``, :func:`sdnseg.viz.segmentation.error_map`): wrong pixels in the colour of
 the predicted class, right and unlabelled ones (mask values outside the classes) black.
@@ -34,6 +34,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from sdnseg.engine.checkpoint_io import NonFiniteCheckpoint, remove_stale_temp_files
+from sdnseg.evaluation.outputs import write_label_png
 from sdnseg.viz.palette import colorize
 from sdnseg.viz.segmentation import error_map
 
@@ -257,8 +258,8 @@ class PredictionWriter(BasePredictionWriter):
             colors = colorize(labels, palette)
             image = batch["rgb"][index].permute(1, 2, 0).cpu().numpy()
             stem = folder / Path(path).stem
+            self.written.append(write_label_png(f"{stem}_labels.png", labels))
             outputs = {
-                "labels": labels.clip(0, 255).astype(np.uint8),
                 "color": colors,
                 "overlay": overlay(image, colors, self.alpha),
             }

@@ -22,7 +22,8 @@ classes, inference mode) is taken from the checkpoint unless given; ``--postproc
 or ``--postprocess segfix --segfix_checkpoint PATH`` (SegFix, a network trained with
 ``sdnseg fit --model.arch segfix_r18``) for ``validate``, ``test`` and ``predict``;
 ``--report DIR`` for ``validate`` and ``test`` writes the evaluator's
-files (:class:`~sdnseg.engine.evaluation_report.EvaluationReport`). Other subcommands
+files (:class:`~sdnseg.engine.evaluation_report.EvaluationReport`), with ``--report_predictions
+true`` the scored label maps too. Other subcommands
 (:data:`COMMANDS`) are functions ``main(argv) -> int`` in their own modules, imported only when
 called.
 
@@ -78,6 +79,7 @@ logger = logging.getLogger(__name__)
 COMMANDS = {
     "demo": "sdnseg.engine.demo:main",
     "evaluate": "sdnseg.evaluation.cli:main",
+    "segfix": "sdnseg.inference.segfix_files:main",
     "diffusion": "sdnseg.viz.diffusion:main",
     "visualize_sdn": "sdnseg.engine.visualize:main",
     "export": "sdnseg.export:main",
@@ -226,6 +228,13 @@ class SegmentationCLI(LightningCLI):
             parser.add_argument(
                 "--report_top_k", type=int, default=8, help="Error maps in the --report."
             )
+            parser.add_argument(
+                "--report_predictions",
+                type=bool,
+                default=False,
+                help="Also write the scored label maps to <report>/predictions/*_labels.png, "
+                "for sdnseg evaluate and sdnseg segfix.",
+            )
         if subcommand == "predict":
             parser.add_argument(
                 "--predict_path", type=str, required=True, help="An image, a folder or a glob."
@@ -288,6 +297,8 @@ class SegmentationCLI(LightningCLI):
             if not config.model.segfix_checkpoint:
                 raise ValueError("--postprocess segfix needs --segfix_checkpoint PATH")
             read_segfix_record(config.model.segfix_checkpoint)
+        if config.get("report_predictions") and not config.get("report"):
+            raise ValueError("--report_predictions true needs --report DIR (they go under it)")
         arch = config.model.arch
         if config.get("report") and arch and get_config(arch).decoder == "segfix":
             raise ValueError(
@@ -346,7 +357,10 @@ class SegmentationCLI(LightningCLI):
     def _add_report(self) -> None:
         config = self.config[self.subcommand]
         if config.get("report"):
-            self.trainer.callbacks.append(EvaluationReport(config.report, config.report_top_k))
+            report = EvaluationReport(
+                config.report, config.report_top_k, save_predictions=config.report_predictions
+            )
+            self.trainer.callbacks.append(report)
 
     def before_validate(self) -> None:
         self._add_report()

@@ -11,6 +11,12 @@ What is scored: the ``{"preds", "masks"}`` that :class:`~sdnseg.engine.Segmentat
 (multi-scale + flip when set, then ``--postprocess`` when set), which the report's notes name.
 Under DDP the metric states are summed over processes (torchmetrics), so every number covers the
 whole split; the worst images are those of the process that writes (global rank 0).
+
+With ``save_predictions`` (``--report_predictions true``) the scored label maps are written too,
+``predictions/<image>_labels.png`` (train ids, 8-bit, 16-bit past 255 classes), so the same
+scores can be reproduced by ``sdnseg evaluate`` and the maps refined later by ``sdnseg segfix``
+without the checkpoint; under DDP each process writes its own images. Label maps an earlier run
+left in that folder are removed when the epoch starts, so the folder holds one run's maps.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import lightning.pytorch as pl
 
 from sdnseg.data.transforms import denormalize
 from sdnseg.evaluation.evaluate import WorstImages
-from sdnseg.evaluation.outputs import write_evaluation
+from sdnseg.evaluation.outputs import write_evaluation, write_label_png
 from sdnseg.metrics import MetricSuite
 
 __all__ = ["EvaluationReport"]
@@ -36,6 +42,7 @@ class EvaluationReport(pl.Callback):
         output: folder for ``evaluation.json``, ``per_class.csv`` and ``report.html``.
         top_k: error maps of this many images (lowest per-image Boundary IoU) in the report.
         tolerances, biou_dilation, trimap_widths: as :class:`~sdnseg.metrics.MetricSuite`.
+        save_predictions: also write the scored label maps under ``output/predictions``.
     """
 
     def __init__(
@@ -45,6 +52,7 @@ class EvaluationReport(pl.Callback):
         tolerances: tuple[float, ...] = (1, 3),
         biou_dilation: float = 0.02,
         trimap_widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+        save_predictions: bool = False,
     ) -> None:
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
@@ -52,10 +60,11 @@ class EvaluationReport(pl.Callback):
         self.top_k = top_k
         self.tolerances, self.biou_dilation = tuple(tolerances), biou_dilation
         self.trimap_widths = tuple(trimap_widths)
+        self.save_predictions = save_predictions
         self.paths: dict[str, Path] = {}
         self._suite: MetricSuite | None = None
 
-    def _start(self, pl_module: pl.LightningModule) -> None:
+    def _start(self, pl_module: pl.LightningModule, is_global_zero: bool) -> None:
         info = pl_module.data_info.complete(pl_module.num_classes)
         self._info = info
         self._suite = MetricSuite(
@@ -71,6 +80,10 @@ class EvaluationReport(pl.Callback):
         )
         self._rgb: dict[str, Any] = {}
         self._images = 0
+        self._written: dict[str, str] = {}  # prediction file name -> the image it came from
+        if self.save_predictions and is_global_zero:
+            for stale in sorted((self.output / "predictions").glob("*_labels.png")):
+                stale.unlink()
 
     def _add(self, pl_module: pl.LightningModule, outputs: Any, batch: dict[str, Any]) -> None:
         if not isinstance(outputs, dict) or not {"preds", "masks"} <= set(outputs):
@@ -80,10 +93,20 @@ class EvaluationReport(pl.Callback):
             )
         preds, masks = outputs["preds"], outputs["masks"]
         self._suite.update(preds, masks)
+        paths = batch.get("path") or [f"image{self._images + i}" for i in range(len(preds))]
         self._images += preds.shape[0]
+        if self.save_predictions:
+            for i, key in enumerate(paths):
+                name = f"{Path(str(key)).stem}_labels.png"
+                if name in self._written:  # two images of one name: the second would replace it
+                    raise ValueError(
+                        f"--report_predictions: {key} and {self._written[name]} would both be "
+                        f"written as {name}; the images need distinct file names"
+                    )
+                self._written[name] = str(key)
+                write_label_png(self.output / "predictions" / name, preds[i].cpu().numpy())
         if self.top_k == 0:
             return
-        paths = batch.get("path") or [f"image{self._images + i}" for i in range(len(preds))]
         for i, key in enumerate(paths):
             self._worst.add(str(key), preds[i].cpu().numpy(), masks[i].cpu().numpy())
             kept = {item.key for item in self._worst.items()}
@@ -141,7 +164,7 @@ class EvaluationReport(pl.Callback):
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._start(pl_module)
+            self._start(pl_module, trainer.is_global_zero)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -154,7 +177,7 @@ class EvaluationReport(pl.Callback):
             self._finish(trainer, pl_module, "validation")
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module)
+        self._start(pl_module, trainer.is_global_zero)
 
     def on_test_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sdnseg.data.base import shown
 
-__all__ = ["KEY_SUFFIXES", "FilePairs", "file_key", "pair_files"]
+__all__ = ["KEY_SUFFIXES", "FilePairs", "file_key", "label_files", "pair_files"]
 
 # Longest first, so that "_gtFine_labelTrainIds" wins over "_labelTrainIds".
 KEY_SUFFIXES = (
@@ -47,7 +47,8 @@ def file_key(path: Path) -> str:
     return stem
 
 
-def _index(folder: Path, what: str) -> dict[str, Path]:
+def label_files(folder: Path, what: str) -> dict[str, Path]:
+    """The label PNGs below ``folder`` by key, one per key; ``what`` names the folder in errors."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
     by_key: dict[str, list[Path]] = {}
@@ -85,8 +86,8 @@ def pair_files(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool = F
             has no partner on the other side.
         ValueError: two files of one side share a key.
     """
-    preds = _index(Path(pred_dir), "prediction")
-    gts = _index(Path(gt_dir), "ground-truth")
+    preds = label_files(Path(pred_dir), "prediction")
+    gts = label_files(Path(gt_dir), "ground-truth")
     no_pred = [gts[k] for k in sorted(gts.keys() - preds.keys())]
     no_gt = [preds[k] for k in sorted(preds.keys() - gts.keys())]
     if not allow_missing:

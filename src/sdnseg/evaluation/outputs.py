@@ -21,7 +21,7 @@ from sdnseg.evaluation.report import ReportImage, html_report
 from sdnseg.io import atomic_write
 from sdnseg.metrics import SuiteResult
 
-__all__ = ["OUTPUTS", "BOUNDARY_NOTE", "write_evaluation"]
+__all__ = ["OUTPUTS", "BOUNDARY_NOTE", "write_evaluation", "write_label_png"]
 
 OUTPUTS = {"json": "evaluation.json", "csv": "per_class.csv", "html": "report.html"}
 BOUNDARY_NOTE = (
@@ -29,6 +29,20 @@ BOUNDARY_NOTE = (
     "(GSCNN/SegFix); BF@t_skip leaves it out (SegNet). Boundary IoU: inner bands of each class "
     "(Cheng et al. 2021); trimap: mIoU within w px of the ground truth's boundaries."
 )
+
+
+def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
+    """Write a label map (H, W) of train ids as a grey PNG, 8-bit, or 16-bit where a label does
+    not fit (150+ classes), atomically; ``sdnseg evaluate`` and ``sdnseg segfix`` read it back."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{path}: a label map must be (H, W), got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 65535):
+        raise ValueError(f"{path}: labels must be in 0..65535, got {labels.min()}..{labels.max()}")
+    dtype = np.uint8 if labels.size == 0 or labels.max() <= 255 else np.uint16
+    with atomic_write(path) as tmp:
+        Image.fromarray(labels.astype(dtype)).save(tmp, format="PNG")
+    return Path(path)
 
 
 def _find_image(folder: Path | None, key: str) -> Path | None:

@@ -12,7 +12,10 @@ for git:
 - ``evaluation.json``: the test's :class:`~sdnseg.metrics.MetricSuite` (Boundary IoU, trimap
   curve, per-class boundary F, confusion), from ``sdnseg test --report``;
 - ``qualitative/<image>.png``: the label maps it predicts for the study's qualitative images, so
-  the comparison figure can be drawn after its checkpoint is gone.
+  the comparison figure can be drawn after its checkpoint is gone;
+- ``predictions/<image>_labels.png``: for a run that a SegFix row re-tests, every label map its
+  test scored (``sdnseg test --report_predictions``), which ``sdnseg segfix`` refines in a later
+  session (~3.5 KB an image on CamVid).
 
 The runner takes a record as a finished run, so a restart in a fresh clone runs only what is
 missing. The whole record is written to a temporary folder and renamed into place.
@@ -28,13 +31,24 @@ from typing import Any
 
 import numpy as np
 
+from sdnseg.evaluation.outputs import write_label_png
 from sdnseg.io import TEMP_MARKER
 from sdnseg.studies.spec import RunSpec, Study
 
-__all__ = ["RESULT", "read_qualitative", "read_record", "record_dir", "write_record"]
+__all__ = [
+    "EVALUATION",
+    "PREDICTIONS",
+    "RESULT",
+    "read_qualitative",
+    "read_record",
+    "record_dir",
+    "recorded_predictions",
+    "write_record",
+]
 
 RESULT = "result.json"
 EVALUATION = "evaluation.json"
+PREDICTIONS = "predictions"
 
 
 def record_dir(study: Study, run: RunSpec, seed: int) -> Path:
@@ -48,6 +62,13 @@ def read_record(study: Study, run: RunSpec, seed: int) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def recorded_predictions(study: Study, run: RunSpec, seed: int) -> Path | None:
+    """The folder of the label maps a finished run's test scored, if its record keeps them."""
+    record = record_dir(study, run, seed)
+    made = (record / RESULT).is_file() and any((record / PREDICTIONS).glob("*_labels.png"))
+    return record / PREDICTIONS if made else None
+
+
 def write_record(
     study: Study,
     run: RunSpec,
@@ -56,10 +77,9 @@ def write_record(
     result: dict[str, Any],
     qualitative: dict[int, np.ndarray] | None = None,
 ) -> Path:
-    """Copy a finished run's logs, metrics and suite from its run ``folder`` into its record,
-    with ``result`` and the ``qualitative`` label maps (image index -> (H, W)); atomically."""
-    from PIL import Image
-
+    """Copy a finished run's logs, metrics, suite and predictions from its run ``folder`` into
+    its record, with ``result`` and the ``qualitative`` label maps (image index -> (H, W));
+    atomically."""
     target = record_dir(study, run, seed)
     staging = target.with_name(f"{target.name}{TEMP_MARKER}{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -73,11 +93,11 @@ def write_record(
     suite = folder / "test" / "report" / EVALUATION
     if suite.is_file():
         shutil.copy2(suite, staging / EVALUATION)
+    predictions = folder / "test" / "report" / PREDICTIONS
+    if predictions.is_dir():
+        shutil.copytree(predictions, staging / PREDICTIONS)
     for index, labels in (qualitative or {}).items():
-        # 8-bit PNG, 16-bit where a label (150+ classes) does not fit.
-        dtype = np.uint8 if labels.size == 0 or labels.max() <= 255 else np.uint16
-        (staging / "qualitative").mkdir(exist_ok=True)
-        Image.fromarray(labels.astype(dtype)).save(staging / "qualitative" / f"{index}.png")
+        write_label_png(staging / "qualitative" / f"{index}.png", labels)
     (staging / RESULT).write_text(json.dumps(result, indent=2) + "\n")
     if target.exists():  # a record of an earlier try of this run: replaced whole
         shutil.rmtree(target)

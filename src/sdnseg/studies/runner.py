@@ -1,12 +1,18 @@
 """``sdnseg study STUDY.yaml``: run a matrix of ``sdnseg fit`` / ``sdnseg test`` runs and report it.
 
-Every run is an ordinary ``sdnseg`` command, run in a subprocess, so each number in the report can
-be reproduced by the command printed beside it. The runner can be killed at any moment and
-restarted: a finished run (its committed record, :mod:`sdnseg.studies.records`, or the
-``result.json`` of its run folder) is skipped, an interrupted one resumes from its newest
-``last.ckpt`` (model, optimiser, schedule, data-loader position and random state), and the report
-is rewritten from whatever has finished. Only the records are meant for git: in a fresh clone the
-runner goes on from them.
+Every run is a sequence of ordinary ``sdnseg`` commands (:mod:`sdnseg.studies.commands`), run in
+a subprocess, so each number in the report can be reproduced by the command printed beside it.
+The runner can be killed at any moment and restarted: a finished run (its committed record,
+:mod:`sdnseg.studies.records`, or the ``result.json`` of its run folder) is skipped, an
+interrupted one resumes from its newest ``last.ckpt`` (model, optimiser, schedule, data-loader
+position and random state), and the report is rewritten from whatever has finished. Only the
+records are meant for git: in a fresh clone the runner goes on from them.
+
+What a session's machine does not keep, a re-test makes again when its turn comes: a DenseCRF
+re-test needs its tested run's checkpoint, a SegFix re-test the tested run's recorded label maps
+(kept from now on; an older record has none) and the SegFix network's best checkpoint. A run
+made again replaces its record, which keeps the test metrics it replaced (``previous_test``);
+each counts against ``--max_runs``.
 
 The study file and the order of its runs are described in :mod:`sdnseg.studies.spec`; the tables
 and plots are drawn by :mod:`sdnseg.studies.report`, which this module calls and which never
@@ -16,20 +22,33 @@ calls back.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sdnseg.io import atomic_write
+from sdnseg.studies.commands import (
+    evaluate_command,
+    fit_command,
+    logged_seconds_per_step,
+    read_metrics_csv,
+    run_command,
+    segfix_command,
+    split_folders,
+    suite_metrics,
+    test_command,
+)
 from sdnseg.studies.doc_blocks import refresh_doc
 from sdnseg.studies.qualitative import qualitative, qualitative_labels
-from sdnseg.studies.records import EVALUATION, RESULT, read_record, write_record
+from sdnseg.studies.records import (
+    EVALUATION,
+    RESULT,
+    read_record,
+    recorded_predictions,
+    write_record,
+)
 from sdnseg.studies.report import build_report, save_report
 from sdnseg.studies.spec import (
     RunSpec,
@@ -52,44 +71,6 @@ def _write_json(path: Path, payload: Any) -> None:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def fit_command(study: Study, run: RunSpec, seed: int, resume: Path | None) -> list[str]:
-    """The ``sdnseg fit`` command of one (configuration, seed), resuming from ``resume`` if given."""
-    folder = run_dir(study, run, seed)
-    cmd = ["sdnseg", "fit", "--config", study.config, "--model.arch", run.arch]
-    if run.overrides:
-        cmd += ["--model.model_overrides", json.dumps(run.overrides)]
-    cmd += ["--seed_everything", str(seed), "--runs_dir", str(folder.parent), "--name", folder.name]
-    cmd += [*study.args, *run.args]
-    if resume is not None:
-        cmd += ["--ckpt_path", str(resume)]
-    return cmd
-
-
-def test_command(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> list[str]:
-    """The ``sdnseg test`` command scoring ``checkpoint`` at the study's scales and flip, with
-    an evaluation run's post-processing."""
-    folder = run_dir(study, run, seed)
-    cmd = ["sdnseg", "test", "--config", study.config, "--ckpt_path", str(checkpoint)]
-    cmd += ["--runs_dir", str(folder), "--name", "test", "--trainer.enable_progress_bar", "false"]
-    # The evaluator's suite (Boundary IoU, trimap curve) of the prediction the row reports.
-    cmd += ["--report", str(folder / "test" / "report"), "--report_top_k", "0"]
-    cmd += ["--model.test_scales", json.dumps(study.test_scales)]
-    cmd += ["--model.test_flip", str(study.test_flip).lower()]
-    if run.postprocess is not None:
-        cmd += ["--model.postprocess", run.postprocess]
-    if run.segfix_run is not None:
-        cmd += ["--model.segfix_checkpoint", str(segfix_checkpoint(study, run))]
-    return [*cmd, *study.args, *run.args]
-
-
-def tested_checkpoint(study: Study, run: RunSpec, seed: int) -> Path | None:
-    """What an evaluation run tests: the checkpoint its ``test_of`` run tested at this seed,
-    once that run has finished."""
-    tested = study.run(run.test_of)
-    folder = run_dir(study, tested, seed)
-    return latest_checkpoint(folder) if _finished(study, tested, seed) else None
-
-
 def command_output(run: RunSpec) -> Path | None:
     """The file a command run writes (its ``--output``), or None."""
     command = run.command or []
@@ -107,67 +88,54 @@ def _finished(study: Study, run: RunSpec, seed: int) -> bool:
     return made or read_record(study, run, seed) is not None
 
 
+def keeps_predictions(study: Study, run: RunSpec) -> bool:
+    """Whether a SegFix row re-tests ``run``: then its test writes every label map it scores,
+    and its record keeps them."""
+    return any(r.test_of == run.name and r.postprocess == "segfix" for r in study.runs)
+
+
+def tested_checkpoint(study: Study, run: RunSpec, seed: int) -> Path | None:
+    """What a DenseCRF re-test tests: the checkpoint its ``test_of`` run tested at this seed,
+    while that run's folder is on this machine."""
+    tested = study.run(run.test_of)
+    folder = run_dir(study, tested, seed)
+    return latest_checkpoint(folder) if _finished(study, tested, seed) else None
+
+
 def segfix_checkpoint(study: Study, run: RunSpec) -> Path | None:
-    """The best checkpoint of the SegFix network ``run.segfix_run`` (its first seed), once
-    that run has finished."""
+    """The best checkpoint of the SegFix network ``run.segfix_run`` (its first seed), while its
+    folder is on this machine."""
     segfix = study.run(run.segfix_run)
     folder = run_dir(study, segfix, segfix.seeds[0])
     return best_checkpoint(folder) if _finished(study, segfix, segfix.seeds[0]) else None
 
 
 def waiting_for(study: Study, run: RunSpec, seed: int) -> str | None:
-    """Why ``run`` cannot start at ``seed`` yet (what it reads is not there), or None."""
-    gone = "finished in an earlier session; its checkpoint is not on this machine"
-    if run.test_of is not None and tested_checkpoint(study, run, seed) is None:
-        if _finished(study, study.run(run.test_of), seed):
-            return f"waits for the checkpoint of {run.test_of} seed {seed} ({gone})"
-        return f"waits for {run.test_of} seed {seed} to finish (it tests that checkpoint)"
-    if run.segfix_run is not None and segfix_checkpoint(study, run) is None:
+    """Why ``run`` cannot start at ``seed`` yet (a run it reads has not finished), or None."""
+    if run.test_of is not None and not _finished(study, study.run(run.test_of), seed):
+        return f"waits for {run.test_of} seed {seed} to finish (it tests that run)"
+    if run.segfix_run is not None:
         segfix = study.run(run.segfix_run)
-        if _finished(study, segfix, segfix.seeds[0]):
-            return f"waits for the best checkpoint of the SegFix network {run.segfix_run} ({gone})"
-        return f"waits for the best checkpoint of the SegFix network {run.segfix_run}"
+        if not _finished(study, segfix, segfix.seeds[0]):
+            return f"waits for the SegFix network {run.segfix_run} to finish"
     return None
 
 
-def _run(
-    cmd: list[str], log: Path, heartbeat: Callable[[], None] | None = None, every: float = 30.0
-) -> None:
-    """Run an sdnseg command through this Python (so the right install runs it), log appended.
-
-    ``heartbeat`` is called every ``every`` seconds while the command runs and once when it ends.
-    """
-    full = [sys.executable, "-m", "sdnseg.engine.cli", *cmd[1:]]
-    with log.open("a") as out:
-        out.write(f"\n$ {shlex.join(cmd)}\n")
-        out.flush()
-        with subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT) as process:
-            try:
-                while True:
-                    try:
-                        code = process.wait(timeout=every)
-                        break
-                    except subprocess.TimeoutExpired:
-                        if heartbeat is not None:
-                            heartbeat()
-            except BaseException:
-                # Popen's exit would otherwise wait out the whole fit before the error shows.
-                process.kill()
-                raise
-        if heartbeat is not None:
-            heartbeat()
-    if code != 0:
-        raise RuntimeError(f"command failed with exit code {code} (see {log}): {shlex.join(cmd)}")
-
-
-def _read_metrics_csv(folder: Path) -> list[dict[str, float]]:
-    """The rows of every ``version_*/metrics.csv`` under ``folder``, empty cells left out."""
-    rows = []
-    for path in sorted(folder.glob("version_*/metrics.csv")):
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return rows
+def to_make_again(study: Study, run: RunSpec, seed: int) -> list[tuple[RunSpec, int, str]]:
+    """The finished runs a re-test reads whose outputs are not here, each (run, seed, why)."""
+    if run.test_of is None or waiting_for(study, run, seed) is not None:
+        return []
+    tested = study.run(run.test_of)
+    again = []
+    if run.postprocess != "segfix" and tested_checkpoint(study, run, seed) is None:
+        again.append((tested, seed, "its checkpoint is not on this machine"))
+    if run.postprocess == "segfix":
+        if recorded_predictions(study, tested, seed) is None:
+            again.append((tested, seed, "its record keeps no label maps"))
+        if segfix_checkpoint(study, run) is None:
+            segfix = study.run(run.segfix_run)
+            again.append((segfix, segfix.seeds[0], "its best checkpoint is not on this machine"))
+    return again
 
 
 def _model_cost(run: RunSpec, num_classes: int, size: tuple[int, int]) -> dict[str, float]:
@@ -195,14 +163,16 @@ def execute(
     num_classes: int,
     size: tuple[int, int],
     batches_per_epoch: int,
+    again: bool = False,
 ) -> dict:
-    """Make one (configuration, seed) by its kind, unless finished; returns its result record."""
+    """Make one (configuration, seed) by its kind, unless finished (``again``: make it even so,
+    its record replaced); returns its result record."""
     recorded = read_record(study, run, seed)
-    if recorded is not None and _finished(study, run, seed):
+    if recorded is not None and _finished(study, run, seed) and not again:
         return recorded
     folder = run_dir(study, run, seed)
-    if (folder / RESULT).is_file() and _finished(study, run, seed):  # before the record copy
-        result = json.loads((folder / RESULT).read_text())
+    if (folder / RESULT).is_file() and _finished(study, run, seed) and not again:
+        result = json.loads((folder / RESULT).read_text())  # made before the record copy
     else:
         folder.mkdir(parents=True, exist_ok=True)
         if run.kind == "command":
@@ -211,6 +181,8 @@ def execute(
             result = _execute_evaluation(study, run, seed)
         else:
             result = _execute_fit(study, run, seed, num_classes, size, batches_per_epoch)
+        if again and recorded is not None and "test" in recorded:
+            result["previous_test"] = recorded["test"]
         _write_json(folder / RESULT, result)
     write_record(study, run, seed, folder, result, qualitative_labels(study, run, seed))
     return result
@@ -219,18 +191,24 @@ def execute(
 def _execute_command(run: RunSpec, seed: int, folder: Path) -> dict:
     cmd = ["sdnseg", *run.command]
     start = time.perf_counter()
-    _run(cmd, folder / "commands.log")
+    run_command(cmd, folder / "commands.log")
     seconds = time.perf_counter() - start
     return {"name": run.name, "seed": seed, "command": shlex.join(cmd), "seconds": seconds}
 
 
+def _suite_suffix(study: Study) -> str:
+    # The suite scores the most refined variant: multi-scale + flip when the study sets them.
+    return "_ms" if study.test_scales != [1.0] or study.test_flip else ""
+
+
 def _test_metrics(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> tuple[dict, str]:
-    """Run ``sdnseg test`` of ``checkpoint``; its ``test/*`` metrics (an evaluation run's
+    """Run ``sdnseg test`` of ``checkpoint``; its ``test/*`` metrics (a DenseCRF re-test's
     post-processed ones, without their suffix) and the command."""
     folder = run_dir(study, run, seed)
-    cmd = test_command(study, run, seed, checkpoint)
-    _run(cmd, folder / "commands.log")
-    test_rows = [r for r in _read_metrics_csv(folder / "test") if any("test/" in k for k in r)]
+    segfix = segfix_checkpoint(study, run) if run.segfix_run is not None else None
+    cmd = test_command(study, run, seed, checkpoint, segfix, keeps_predictions(study, run))
+    run_command(cmd, folder / "commands.log")
+    test_rows = [r for r in read_metrics_csv(folder / "test") if any("test/" in k for k in r)]
     if not test_rows:
         raise RuntimeError(f"{folder}: sdnseg test logged no test metrics")
     test = {k[len("test/") :]: v for k, v in test_rows[-1].items() if k.startswith("test/")}
@@ -240,22 +218,49 @@ def _test_metrics(study: Study, run: RunSpec, seed: int, checkpoint: Path) -> tu
         test = {k[: -len(suffix)]: v for k, v in test.items() if k.endswith(suffix)}
     suite = folder / "test" / "report" / EVALUATION
     if suite.is_file():  # Boundary IoU and the trimap curve, beside the logged metrics
-        # The report scores the most refined variant: multi-scale + flip when the study sets it.
-        ms = "_ms" if study.test_scales != [1.0] or study.test_flip else ""
         headline = json.loads(suite.read_text())["headline"]
+        ms = _suite_suffix(study)
         test.update({k + ms: v for k, v in headline.items() if k + ms not in test})
     return test, shlex.join(cmd)
 
 
+def _segfix_metrics(study: Study, run: RunSpec, seed: int) -> tuple[dict, str]:
+    """``sdnseg segfix`` of the tested run's recorded label maps, then ``sdnseg evaluate`` of
+    the refined ones: the SegFix row's metrics, without the tested checkpoint."""
+    folder = run_dir(study, run, seed)
+    pred = recorded_predictions(study, study.run(run.test_of), seed)
+    segfix = segfix_checkpoint(study, run)
+    if pred is None or segfix is None:
+        raise RuntimeError(f"{run.name} seed {seed}: {to_make_again(study, run, seed)}")
+    images, gt = split_folders(study)
+    refined, report = folder / "test" / "refined", folder / "test" / "report"
+    commands = [
+        segfix_command(segfix, pred, images, refined),
+        evaluate_command(study, refined, gt, report),
+    ]
+    for cmd in commands:
+        run_command(cmd, folder / "commands.log")
+    ms = _suite_suffix(study)
+    test = {k + ms: v for k, v in suite_metrics(report / EVALUATION).items()}
+    return test, " && ".join(shlex.join(cmd) for cmd in commands)
+
+
 def _execute_evaluation(study: Study, run: RunSpec, seed: int) -> dict:
-    """Test the ``test_of`` run's checkpoint with post-processing; its training record (time,
-    cost, history, fit command) is that run's."""
-    checkpoint = tested_checkpoint(study, run, seed)
-    if checkpoint is None:
-        raise RuntimeError(f"{run.name} seed {seed}: {waiting_for(study, run, seed)}")
-    tested = json.loads((run_dir(study, study.run(run.test_of), seed) / RESULT).read_text())
+    """Re-test the ``test_of`` run with post-processing; its training record (time, cost,
+    history, fit command) is that run's."""
+    tested_run = study.run(run.test_of)
+    tested = read_record(study, tested_run, seed)
+    if tested is None:
+        tested = json.loads((run_dir(study, tested_run, seed) / RESULT).read_text())
+    tested.pop("previous_test", None)
     start = time.perf_counter()
-    test, cmd = _test_metrics(study, run, seed, checkpoint)
+    if run.postprocess == "segfix":
+        test, cmd = _segfix_metrics(study, run, seed)
+    else:
+        checkpoint = tested_checkpoint(study, run, seed)
+        if checkpoint is None:
+            raise RuntimeError(f"{run.name} seed {seed}: {to_make_again(study, run, seed)}")
+        test, cmd = _test_metrics(study, run, seed, checkpoint)
     return {
         **tested,
         "name": run.name,
@@ -289,7 +294,7 @@ def _execute_fit(
             timing["fit_seconds"] = before + time.perf_counter() - start
             _write_json(timing_path, timing)
 
-        _run(cmd, log, heartbeat=record_time)
+        run_command(cmd, log, heartbeat=record_time)
         timing["fit_done"] = True
         timing["fit_command"] = shlex.join(fit_command(study, run, seed, None))
         _write_json(timing_path, timing)
@@ -299,7 +304,7 @@ def _execute_fit(
     test, test_cmd = _test_metrics(study, run, seed, checkpoint)
     history = [
         {k: v for k, v in row.items() if k.startswith("val/") or k in ("epoch", "step")}
-        for row in _read_metrics_csv(folder)
+        for row in read_metrics_csv(folder)
         if any(k.startswith("val/") for k in row)
     ]
     # The final validation is logged at the last step, so the logs tell how many steps ran.
@@ -324,32 +329,6 @@ def _execute_fit(
         **_model_cost(run, num_classes, size),
     }
     return result
-
-
-def logged_seconds_per_step(folder: Path) -> float | None:
-    """Wall seconds per training step, from the TensorBoard event times of a run's fit segments.
-
-    Each ``version_*`` folder is one segment (a fit, or a resume of it): the time from its first
-    to its last logged value, over the steps in between. Validation is included; start-up and
-    the time between a killed segment and its resume are not, so a run resumed across sessions
-    is timed like one that ran through. A segment that logged a single step adds nothing. ``None``
-    when no segment logged more than one step.
-    """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    seconds = steps = 0.0
-    for version in folder.glob("version_*"):
-        events = EventAccumulator(str(version), size_guidance={"scalars": 0})
-        events.Reload()
-        scalars = [e for tag in events.Tags()["scalars"] for e in events.Scalars(tag)]
-        if not scalars:
-            continue
-        first = min(scalars, key=lambda e: e.wall_time)
-        last = max(scalars, key=lambda e: e.wall_time)
-        if last.step > first.step:
-            seconds += last.wall_time - first.wall_time
-            steps += last.step - first.step
-    return seconds / steps if steps > 0 else None
 
 
 def write_report(study: Study, results: list[dict]) -> None:
@@ -382,11 +361,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     study = Study.load(args.study)
     num_classes, size, batches_per_epoch = study_shape(study)
-    results, made = [], 0
+    shape = (num_classes, size, batches_per_epoch)
+    results: dict[tuple[str, int], dict] = {}
+    made = 0
+    budget = float("inf") if args.max_runs is None else args.max_runs
     for run, seed in schedule(study):
         done = _finished(study, run, seed)
-        # A re-test whose checkpoints are here is not counted: in the next session they are gone.
-        budget_spent = args.max_runs is not None and made >= args.max_runs and run.kind != "test"
+        # A re-test of what is here costs no fit: it is not counted.
+        budget_spent = made >= budget and run.kind != "test"
         skipped = (
             args.report_only
             or budget_spent
@@ -398,14 +380,26 @@ def main(argv: list[str]) -> int:
         if waiting is not None:
             print(f"[study] {run.name} seed {seed}: skipped, {waiting}", flush=True)
             continue
+        again = [] if done else to_make_again(study, run, seed)
+        if made + len(again) > budget:
+            print(
+                f"[study] {run.name} seed {seed}: skipped, {len(again)} run(s) it reads must be "
+                f"made again and --max_runs has {budget - made} left",
+                flush=True,
+            )
+            continue
+        for other, other_seed, why in again:
+            print(f"[study] {other.name} seed {other_seed}: made again, {why}", flush=True)
+            results[other.name, other_seed] = execute(study, other, other_seed, *shape, again=True)
+            made += 1
         print(f"[study] {run.name} seed {seed}: {'done' if done else 'running'}", flush=True)
-        results.append(execute(study, run, seed, num_classes, size, batches_per_epoch))
+        results[run.name, seed] = execute(study, run, seed, *shape)
         if not done:  # a restart does not redraw the report once per finished run
             made += run.kind != "test"
-            write_report(study, results)
+            write_report(study, list(results.values()))
     if not results:  # say so, rather than name a report that was not written
         print(f"[study] no finished runs of {args.study}: {study.results}.md left as it is")
         return 0
-    write_report(study, results)
+    write_report(study, list(results.values()))
     print(f"[study] report: {study.results}.md", flush=True)
     return 0

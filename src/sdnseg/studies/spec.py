@@ -33,7 +33,9 @@ Three kinds of run:
 * an evaluation (``test_of: RUN``): no fit, ``sdnseg test`` of that run's checkpoint at the same
   seed with ``postprocess`` (``crf``, or ``segfix`` with the best checkpoint of the SegFix network
   fitted as run ``segfix_run``); its arch, overrides and seeds are the tested run's, and its
-  metrics are the post-processed ones. It waits until what it tests exists;
+  metrics are the post-processed ones. It waits until what it tests has finished, and the
+  runner makes that again where this machine lacks what the re-test reads (a DenseCRF re-test
+  the checkpoint, a SegFix re-test the recorded label maps and the SegFix network's checkpoint);
 * a command (``command: [train_inverseform, ...]``): one ``sdnseg`` command per seed, for what
   later runs read (InverseForm's inverse-transformation network); no metrics.
 
