@@ -467,6 +467,28 @@ def test_a_run_made_again_keeps_the_metrics_it_replaces(tmp_path, monkeypatch):
     assert json.loads((record / runner.RESULT).read_text()) == result
 
 
+@pytest.mark.parametrize("checkpoint_here", [False, True])
+def test_a_fit_made_again_starts_over_only_where_its_checkpoint_is_gone(
+    tmp_path, monkeypatch, checkpoint_here
+):
+    study = _evaluation_study(tmp_path)
+    folder = runner.run_dir(study, study.run("base"), 0)
+    if checkpoint_here:  # e.g. a SegFix row needs its label maps: re-test, no new fit
+        _finish(study, "base", 0)
+    else:
+        folder.mkdir(parents=True)
+    (folder / runner.TIMING).write_text(json.dumps({"fit_seconds": 5, "fit_done": True}))
+    seen = []
+
+    def fake_fit(study, run, seed, *args):
+        seen.append((folder / runner.TIMING).is_file())
+        return {"name": "base", "seed": 0, "test": {}}
+
+    monkeypatch.setattr(runner, "_execute_fit", fake_fit)
+    runner.execute(study, study.run("base"), 0, 3, (8, 8), 1, again=True)
+    assert seen == [checkpoint_here]
+
+
 def test_an_evaluation_run_keeps_the_post_processed_metrics_and_the_base_training(
     tmp_path, monkeypatch
 ):

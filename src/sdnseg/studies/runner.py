@@ -175,6 +175,9 @@ def execute(
         result = json.loads((folder / RESULT).read_text())  # made before the record copy
     else:
         folder.mkdir(parents=True, exist_ok=True)
+        if again and run.kind == "fit" and latest_checkpoint(folder) is None:
+            # Its checkpoint is gone: fit from the start, not "fit done" by an old timing file.
+            (folder / TIMING).unlink(missing_ok=True)
         if run.kind == "command":
             result = _execute_command(run, seed, folder)
         elif run.kind == "test":
